@@ -1,13 +1,27 @@
-"""softmax(Q K^T) V for position attention, with a choice of implementation.
+"""softmax(Q K^T) V for position attention without the N x N matrix.
 
-Placeholder: only the naive form for now; the O(N)-memory path lands with issue 3.
+DANet's position attention is ``softmax(q k^T) v`` with q, k of shape (B, N, d), v of shape
+(B, N, C), N = H*W, and no 1/sqrt(d) scaling. The naive form builds the (B, N, N) matrix: 1 GiB at
+a 128x128 feature map, 16 GiB at 256x256. :class:`BlockedAttention` computes the same thing a block
+of rows at a time and, like flash attention, keeps only the row log-sum-exp for the backward pass,
+so memory grows linearly in N. On CUDA, PyTorch's fused SDPA kernels do the same job when they
+accept the shapes.
 """
 
 from __future__ import annotations
 
-import torch
+import warnings
 
-PAM_IMPLS = ("auto", "naive")
+import torch
+import torch.nn.functional as F
+
+PAM_IMPLS = ("auto", "naive", "blocked", "sdpa")
+
+BLOCK_BYTES = 32 * 2**20
+"""Bytes of one (B, block, N) score matrix when the block size is chosen automatically."""
+
+MIN_BLOCKED_N = 1024
+"""Below this many positions ``impl="auto"`` uses the naive form on the CPU (it is as fast)."""
 
 
 def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -16,10 +30,159 @@ def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.
     return attn @ v  # (B, N, C)
 
 
-def position_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, impl: str = "auto"
+def auto_block_size(batch: int, n: int, dtype: torch.dtype = torch.float32) -> int:
+    """Rows per block so that one (batch, block, n) matrix takes about :data:`BLOCK_BYTES`."""
+    itemsize = max(torch.finfo(dtype).bits // 8, 4)  # half and bf16 are computed in float32
+    return max(1, min(n, BLOCK_BYTES // (batch * n * itemsize)))
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Half and bf16 are computed in float32, as flash attention accumulates in float32."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _buffer(flat: torch.Tensor, *shape: int) -> torch.Tensor:
+    """A contiguous view of the first elements of a flat scratch buffer."""
+    numel = 1
+    for s in shape:
+        numel *= s
+    return flat[:numel].view(shape)
+
+
+class BlockedAttention(torch.autograd.Function):
+    """``softmax(q k^T) v`` a block at a time; saves q, k, v, the output and the row log-sum-exp.
+
+    The forward pass walks over blocks of queries, the backward pass over blocks of keys, so that
+    each gradient block is written once (dK, dV) or is small (dQ is N x d). Either way the largest
+    temporary is (B, block, N), never (B, N, N).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        block_size: int,
+    ) -> torch.Tensor:
+        cdt = _compute_dtype(q.dtype)
+        qc, kc, vc = (t.to(cdt).contiguous() for t in (q, k, v))
+        b, n, _ = qc.shape
+        out = torch.empty(b, n, vc.shape[-1], dtype=cdt, device=q.device)  # (B, N, C)
+        lse = torch.empty(b, n, dtype=cdt, device=q.device)  # (B, N)
+        scores = torch.empty(b * min(block_size, n) * kc.shape[1], dtype=cdt, device=q.device)
+        kt = kc.transpose(1, 2)  # (B, d, M)
+        for i in range(0, n, block_size):
+            rows = min(block_size, n - i)
+            s = torch.bmm(qc[:, i : i + rows], kt, out=_buffer(scores, b, rows, kc.shape[1]))
+            m = s.amax(dim=-1, keepdim=True)  # (B, rows, 1)
+            s.sub_(m).exp_()  # unnormalised probabilities
+            total = s.sum(dim=-1, keepdim=True)  # (B, rows, 1)
+            out[:, i : i + rows] = torch.bmm(s, vc).div_(total)  # (B, rows, C)
+            lse[:, i : i + rows] = (m + total.log()).squeeze(-1)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.block_size = block_size
+        return out.to(q.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None]:
+        q, k, v, out, lse = ctx.saved_tensors
+        block_size: int = ctx.block_size
+        cdt = out.dtype
+        qc, kc, vc = (t.to(cdt).contiguous() for t in (q, k, v))
+        do = grad_out.to(cdt).contiguous()  # (B, N, C)
+        b, n, _ = qc.shape
+        m = kc.shape[1]
+        # delta_i = sum_j P_ij dP_ij = rowsum(dO * O); kept with -lse as per-row offsets
+        neg_delta = -(do * out).sum(dim=-1, keepdim=True)  # (B, N, 1)
+        neg_lse = -lse.unsqueeze(-1)  # (B, N, 1)
+        dq = torch.zeros_like(qc)
+        dk = torch.empty_like(kc)
+        dv = torch.empty_like(vc)
+        cols_max = min(block_size, m)
+        p_buf = torch.empty(b * n * cols_max, dtype=cdt, device=q.device)
+        ds_buf = torch.empty_like(p_buf)
+        for j in range(0, m, block_size):
+            cols = min(block_size, m - j)
+            kj, vj = kc[:, j : j + cols], vc[:, j : j + cols]  # (B, cols, d), (B, cols, C)
+            # P = exp(q k_j^T - lse): the probabilities of this block of keys, (B, N, cols)
+            p = torch.baddbmm(neg_lse, qc, kj.transpose(1, 2), out=_buffer(p_buf, b, n, cols))
+            p.exp_()
+            # dS = P * (dO v_j^T - delta), (B, N, cols)
+            ds = torch.baddbmm(neg_delta, do, vj.transpose(1, 2), out=_buffer(ds_buf, b, n, cols))
+            ds.mul_(p)
+            dv[:, j : j + cols] = torch.bmm(p.transpose(1, 2), do)  # (B, cols, C)
+            dk[:, j : j + cols] = torch.bmm(ds.transpose(1, 2), qc)  # (B, cols, d)
+            dq.baddbmm_(ds, kj)  # (B, N, d)
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None
+
+
+def blocked_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int | None = None
 ) -> torch.Tensor:
-    """Return ``softmax(q k^T) v`` for q, k of shape (B, N, d) and v of shape (B, N, C)."""
+    """``softmax(q k^T) v`` with memory linear in N; see :class:`BlockedAttention`."""
+    if block_size is None:
+        block_size = auto_block_size(q.shape[0], k.shape[1], q.dtype)
+    if block_size < 1:
+        raise ValueError(f"block_size={block_size} must be at least 1")
+    return BlockedAttention.apply(q, k, v, block_size)
+
+
+def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor | None:
+    """PyTorch's fused CUDA kernels with scale 1, or ``None`` where none accepts the inputs.
+
+    Only the memory-efficient and cuDNN backends are allowed: flash attention needs the value dim
+    to equal the query dim, and the math backend would build the N x N matrix.
+    """
+    if not q.is_cuda:
+        return None
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backends = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION]
+    try:
+        with warnings.catch_warnings(), sdpa_kernel(backends):
+            warnings.simplefilter("ignore")  # "kernel not used because ..." before the fallback
+            out = F.scaled_dot_product_attention(
+                q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), scale=1.0
+            )  # (B, 1, N, C)
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError:  # "No available kernel": dtype, alignment or GPU not supported
+        return None
+    return out.squeeze(1)
+
+
+def _use_naive(n: int, device: torch.device) -> bool:
+    """Whether ``impl="auto"`` should take the naive form."""
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return True  # custom autograd Functions do not export
+    return device.type == "cpu" and n < MIN_BLOCKED_N
+
+
+def position_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    impl: str = "auto",
+    block_size: int | None = None,
+) -> torch.Tensor:
+    """Return ``softmax(q k^T) v`` for q, k of shape (B, N, d) and v of shape (B, N, C).
+
+    ``impl``: ``"naive"`` builds the N x N matrix (the authors' form; exports to ONNX);
+    ``"blocked"`` never does (:func:`blocked_attention`, ``block_size`` rows at a time);
+    ``"sdpa"`` uses PyTorch's fused CUDA kernels, falling back to ``"blocked"`` where they do not
+    apply; ``"auto"`` picks naive when tracing or exporting and for small N on the CPU, sdpa on
+    CUDA and blocked otherwise.
+    """
     if impl not in PAM_IMPLS:
         raise ValueError(f"impl={impl!r} is not one of {PAM_IMPLS}")
-    return naive_attention(q, k, v)
+    if impl == "naive" or (impl == "auto" and _use_naive(k.shape[1], q.device)):
+        return naive_attention(q, k, v)
+    if impl in ("auto", "sdpa"):
+        out = sdpa_attention(q, k, v)
+        if out is not None:
+            return out
+    return blocked_attention(q, k, v, block_size)

@@ -1,0 +1,248 @@
+"""The ``danet`` command: train | eval | predict | attention | export | demo.
+
+Bad input ends with a one-line error that names the culprit and exit status 2 (``--debug`` shows
+the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXPECTED_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError)
+
+
+def _size(text: str) -> list[int]:
+    parts = [int(p) for p in text.replace("x", ",").split(",")]
+    return parts * 2 if len(parts) == 1 else parts
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train DANet with the paper's recipe")
+    p.add_argument("--config", help="YAML recipe (configs/*.yaml); flags override it")
+    p.add_argument("--dataset")
+    p.add_argument("--data-root")
+    p.add_argument("--train-split")
+    p.add_argument("--val-split", help="'' to skip validation")
+    p.add_argument("--out", help="run folder (checkpoints, metrics.jsonl, curves.png)")
+    p.add_argument("--backbone")
+    p.add_argument("--output-stride", type=int)
+    p.add_argument("--pretrained", help="'imagenet', a weight file, or 'none'")
+    p.add_argument("--attention", choices=("both", "pam", "cam", "none"))
+    p.add_argument("--cam-variant", choices=("paper", "original"))
+    p.add_argument("--aux-head", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--input-size", type=_size, help="native H,W for eval/predict/export")
+    p.add_argument("--crop-size", type=_size, help="N or H,W")
+    p.add_argument("--base-size", type=_size)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--iters", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device")
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="mIoU of a checkpoint on a dataset split")
+    p.add_argument("--checkpoint", required=True, help="run folder, model folder, file or name")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--split", default="val")
+    p.add_argument("--scales", type=float, nargs="+", default=[1.0])
+    p.add_argument("--flip", action="store_true")
+    p.add_argument("--sliding-window", action="store_true")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", help="write the metrics here")
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="label, colour and overlay PNGs for images/folders/videos")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--checkpoint", default="camvid")
+    p.add_argument("--out", default="predictions")
+    p.add_argument("--scales", type=float, nargs="+", default=[1.0])
+    p.add_argument("--flip", action="store_true")
+    p.add_argument("--sliding-window", action="store_true")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--device", default="cpu")
+
+
+def _add_attention(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("attention", help="draw position- and channel-attention maps")
+    p.add_argument("image")
+    p.add_argument("--checkpoint", default="camvid")
+    p.add_argument("--points", nargs="+", default=[], help="pixels as x,y")
+    p.add_argument("--channels", type=int, nargs="+", default=None)
+    p.add_argument("--out", default="attention")
+    p.add_argument("--device", default="cpu")
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write ONNX that onnxruntime runs")
+    p.add_argument("--checkpoint", default="camvid")
+    p.add_argument("--onnx", required=True)
+    p.add_argument("--height", type=int)
+    p.add_argument("--width", type=int)
+    p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
+    p.add_argument("--opset", type=int, default=17)
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="predict, attention maps and mIoU on the bundled samples")
+    p.add_argument("--out", default="demo_out")
+    p.add_argument("--checkpoint", default=None, help="default: the bundled camvid model")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``danet`` command."""
+    parser = argparse.ArgumentParser(prog="danet", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_eval, _add_predict, _add_attention, _add_export, _add_demo):
+        add(sub)
+    return parser
+
+
+def run_train(args: argparse.Namespace) -> None:
+    """``danet train``: merge defaults, --config and flags, then train."""
+    from danet.config import TrainConfig
+    from danet.engine import train
+
+    cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    skip = {"config", "resume", "command", "debug"}
+    overrides = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
+    if overrides.get("pretrained") == "none":
+        overrides["pretrained"] = None
+    cfg = cfg.merge(overrides, origin="command line")
+    if not args.resume and not cfg.data_root:
+        raise ValueError("--data-root is required")
+    metrics = train(cfg, resume=args.resume)
+    if metrics:
+        print(f"val mIoU {100 * metrics['miou']:.2f}%  pixel acc {100 * metrics['pixel_acc']:.2f}%")
+
+
+def format_table(metrics: dict[str, Any], class_names: list[str]) -> str:
+    """The per-class IoU table that ``danet eval`` prints."""
+    width = max(len(n) for n in [*class_names, "mean"])
+    lines = [f"{'class':<{width}}  IoU (%)"]
+    for name, iou in zip(class_names, metrics["per_class_iou"], strict=True):
+        lines.append(f"{name:<{width}}  {100 * iou:7.2f}")
+    lines.append(f"{'mean':<{width}}  {100 * metrics['miou']:7.2f}")
+    lines.append(f"pixel accuracy {100 * metrics['pixel_acc']:.2f}%")
+    return "\n".join(lines)
+
+
+def run_eval(args: argparse.Namespace) -> dict[str, Any]:
+    """``danet eval``: per-class table on stdout, JSON with the settings used."""
+    import danet
+    from danet.data import build_dataset
+    from danet.engine import evaluate
+
+    model = danet.load(args.checkpoint, map_location=args.device)
+    dataset = build_dataset(args.dataset, args.data_root, args.split)
+    if model.num_classes != dataset.num_classes:
+        raise ValueError(
+            f"{args.checkpoint}: checkpoint has {model.num_classes} classes but dataset "
+            f"{args.dataset} has {dataset.num_classes}"
+        )
+    metrics = evaluate(model, dataset, args.scales, args.flip, args.sliding_window, args.device)
+    names = list(dataset.class_names)
+    result = {
+        **metrics,
+        "class_names": names,
+        "checkpoint": str(args.checkpoint),
+        "dataset": args.dataset,
+        "split": args.split,
+        "images": len(dataset),
+        "scales": args.scales,
+        "flip": args.flip,
+        "sliding_window": args.sliding_window,
+        "input_size": model.config.get("input_size"),
+    }
+    print(format_table(metrics, names))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    """``danet predict``."""
+    from danet.predict import predict_paths
+
+    predict_paths(
+        args.checkpoint,
+        args.inputs,
+        args.out,
+        scales=args.scales,
+        flip=args.flip,
+        sliding_window=args.sliding_window,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+
+
+def run_attention(args: argparse.Namespace) -> None:
+    """``danet attention``."""
+    from danet.visualize import attention_figures
+
+    points = []
+    for text in args.points:
+        try:
+            x, y = (int(v) for v in text.split(","))
+        except ValueError:
+            raise ValueError(f"--points: {text!r} is not x,y") from None
+        points.append((x, y))
+    attention_figures(args.checkpoint, args.image, points, args.out, args.channels, args.device)
+
+
+def run_export(args: argparse.Namespace) -> None:
+    """``danet export``."""
+    from danet.export import export_onnx
+
+    export_onnx(args.checkpoint, args.onnx, args.height, args.width, args.dynamic, args.opset)
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    """``danet demo``."""
+    from danet.demo import run_demo as demo
+
+    demo(args.out, args.checkpoint)
+
+
+COMMANDS = {
+    "train": run_train,
+    "eval": run_eval,
+    "predict": run_predict,
+    "attention": run_attention,
+    "export": run_export,
+    "demo": run_demo,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except EXPECTED_ERRORS as err:
+        if args.debug:
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"danet {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""CamVid in the SegNet layout: ``train/ trainannot/ val/ valannot/ test/ testannot/``.
+
+Labels 0-10 are the 11 classes; 11 is void (ignored).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from danet.data.base import SegmentationDataset, make_label_map
+from danet.data.io import DataError, list_images
+
+
+class CamVid(SegmentationDataset):
+    """CamVid, 11 classes, SegNet layout."""
+
+    class_names = (
+        "sky",
+        "building",
+        "pole",
+        "road",
+        "sidewalk",
+        "tree",
+        "sign",
+        "fence",
+        "car",
+        "pedestrian",
+        "bicyclist",
+    )
+    palette = (
+        (128, 128, 128),
+        (128, 0, 0),
+        (192, 192, 128),
+        (128, 64, 128),
+        (0, 0, 192),
+        (128, 128, 0),
+        (192, 128, 128),
+        (64, 64, 128),
+        (64, 0, 128),
+        (64, 64, 0),
+        (0, 128, 192),
+    )
+    label_map = make_label_map({i: i for i in range(11)})
+    splits = ("train", "val", "test", "trainval")
+
+    def find_pairs(self) -> list[tuple[Path, Path | None]]:
+        if self.split not in self.splits:
+            raise DataError(f"{self.root}: unknown CamVid split {self.split!r}; use {self.splits}")
+        splits = ("train", "val") if self.split == "trainval" else (self.split,)
+        pairs = []
+        for split in splits:
+            images, annots = self.root / split, self.root / f"{split}annot"
+            for folder in (images, annots):
+                if not folder.is_dir():
+                    raise DataError(f"{folder}: missing (CamVid split {split!r} needs it)")
+            for image in list_images(images):
+                mask = annots / image.name
+                if not mask.is_file():
+                    raise DataError(f"{image}: no label mask {mask}")
+                pairs.append((image, mask))
+        return pairs

