@@ -53,9 +53,9 @@ class CamVid(SegmentationDataset):
             for folder in (images, annots):
                 if not folder.is_dir():
                     raise DataError(f"{folder}: missing (CamVid split {split!r} needs it)")
+            masks = {p.stem: p for p in list_images(annots)}
             for image in list_images(images):
-                mask = annots / image.name
-                if not mask.is_file():
-                    raise DataError(f"{image}: no label mask {mask}")
-                pairs.append((image, mask))
+                if image.stem not in masks:
+                    raise DataError(f"{image}: no label mask {image.stem}.* in {annots}")
+                pairs.append((image, masks[image.stem]))
         return pairs
