@@ -178,7 +178,7 @@ def run_predict(args: argparse.Namespace) -> None:
     """``danet predict``."""
     from danet.predict import predict_paths
 
-    predict_paths(
+    written = predict_paths(
         args.checkpoint,
         args.inputs,
         args.out,
@@ -188,6 +188,7 @@ def run_predict(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         device=args.device,
     )
+    print(f"wrote {len(written) // 3} label/color/overlay PNG triples to {args.out}")
 
 
 def run_attention(args: argparse.Namespace) -> None:
@@ -201,14 +202,20 @@ def run_attention(args: argparse.Namespace) -> None:
         except ValueError:
             raise ValueError(f"--points: {text!r} is not x,y") from None
         points.append((x, y))
-    attention_figures(args.checkpoint, args.image, points, args.out, args.channels, args.device)
+    written = attention_figures(
+        args.checkpoint, args.image, points, args.out, args.channels, args.device
+    )
+    print("\n".join(str(path) for path in written))
 
 
 def run_export(args: argparse.Namespace) -> None:
     """``danet export``."""
     from danet.export import export_onnx
 
-    export_onnx(args.checkpoint, args.onnx, args.height, args.width, args.dynamic, args.opset)
+    path = export_onnx(
+        args.checkpoint, args.onnx, args.height, args.width, args.dynamic, args.opset
+    )
+    print(f"wrote {path}")
 
 
 def run_demo(args: argparse.Namespace) -> None:

@@ -1,0 +1,176 @@
+"""``danet predict``: label, colour and overlay PNGs for image files, folders and videos."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from danet.checkpoint import load
+from danet.data import DataError, read_image
+from danet.data.io import IMAGE_EXTENSIONS, list_images
+from danet.data.transforms import normalize
+from danet.inference import predict_probs
+from danet.model import DANet
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+OVERLAY_ALPHA = 0.5
+
+
+def make_palette(num_classes: int) -> np.ndarray:
+    """A (K, 3) uint8 palette of distinct colours (PASCAL VOC's bit-interleaving scheme)."""
+    palette = np.zeros((num_classes, 3), dtype=np.uint8)
+    for k in range(num_classes):
+        label, r, g, b = k, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r |= (label & 1) << shift
+            g |= ((label >> 1) & 1) << shift
+            b |= ((label >> 2) & 1) << shift
+            label >>= 3
+        palette[k] = (r, g, b)
+    return palette
+
+
+def model_palette(model: DANet) -> np.ndarray:
+    """The checkpoint's palette as (K, 3) uint8, or a generated one when its config has none."""
+    palette = model.config.get("palette")
+    if palette is None:
+        return make_palette(model.num_classes)
+    return np.asarray(palette, dtype=np.uint8).reshape(model.num_classes, 3)
+
+
+def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """HxW class indices to an HxWx3 uint8 colour image."""
+    return palette[labels]
+
+
+def overlay(image: np.ndarray, color: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+    """Alpha-blend a colour label image onto an RGB image (both HxWx3 uint8)."""
+    blend = (1 - alpha) * image.astype(np.float32) + alpha * color.astype(np.float32)
+    return (blend + 0.5).astype(np.uint8)
+
+
+def _video_frames(path: Path) -> Iterator[tuple[str, np.ndarray]]:
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise DataError(f"{path}: cannot open as a video")
+    try:
+        index = 0
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            yield f"{path.stem}_{index:06d}", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            index += 1
+    finally:
+        capture.release()
+    if index == 0:
+        raise DataError(f"{path}: video has no readable frames")
+
+
+def _frame_count(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    capture.release()
+    return max(count, 0)
+
+
+def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """Expand folders to their images; check that every path exists and names are unique."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            images = list_images(path)
+            if not images:
+                raise DataError(f"{path}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            files += images
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    seen: dict[str, Path] = {}
+    for path in files:
+        if path.stem in seen:
+            raise ValueError(
+                f"{seen[path.stem]} and {path} would write the same output files {path.stem}_*.png"
+            )
+        seen[path.stem] = path
+    return files
+
+
+def _frames(files: Sequence[Path]) -> Iterator[tuple[str, np.ndarray]]:
+    for path in files:
+        if path.suffix.lower() in VIDEO_EXTENSIONS:
+            yield from _video_frames(path)
+        else:
+            yield path.stem, read_image(path)
+
+
+def _batches(
+    frames: Iterator[tuple[str, np.ndarray]], batch_size: int
+) -> Iterator[list[tuple[str, np.ndarray]]]:
+    """Consecutive frames of the same size, at most ``batch_size`` at a time."""
+    batch: list[tuple[str, np.ndarray]] = []
+    for name, image in frames:
+        if batch and (len(batch) == batch_size or image.shape != batch[0][1].shape):
+            yield batch
+            batch = []
+        batch.append((name, image))
+    if batch:
+        yield batch
+
+
+def _save_png(array: np.ndarray, path: Path) -> Path:
+    Image.fromarray(array).save(path)
+    return path
+
+
+def predict_paths(
+    checkpoint: str | Path,
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    sliding_window: bool = False,
+    batch_size: int = 4,
+    device: str = "cpu",
+) -> list[Path]:
+    """Segment images, folders of images and videos; write three PNGs per image or frame.
+
+    For each input ``<stem>`` (``<video-stem>_<frame:06d>`` for video frames) ``out`` gets
+    ``<stem>_label.png`` (uint8 class indices, the input's size), ``<stem>_color.png`` (the
+    checkpoint's palette) and ``<stem>_overlay.png`` (the colours blended onto the image).
+    Returns the written paths.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be at least 1")
+    files = collect_inputs(inputs)
+    model = load(checkpoint, map_location=device)
+    if model.num_classes > 256:
+        raise ValueError(f"{checkpoint}: {model.num_classes} classes do not fit a uint8 label PNG")
+    palette = model_palette(model)
+    input_size = model.config.get("input_size")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    total = sum(_frame_count(p) if p.suffix.lower() in VIDEO_EXTENSIONS else 1 for p in files)
+    written: list[Path] = []
+    with tqdm(total=total, desc="predict", unit="img") as bar:
+        for batch in _batches(_frames(files), batch_size):
+            x = torch.stack([normalize(image, model.mean, model.std) for _, image in batch])
+            probs = predict_probs(model, x.to(device), scales, flip, sliding_window, input_size)
+            labels = probs.argmax(1).to(torch.uint8).cpu().numpy()  # (B, H, W)
+            for (name, image), label in zip(batch, labels, strict=True):
+                color = colorize(label, palette)
+                written += [
+                    _save_png(label, out / f"{name}_label.png"),
+                    _save_png(color, out / f"{name}_color.png"),
+                    _save_png(overlay(image, color), out / f"{name}_overlay.png"),
+                ]
+            bar.update(len(batch))
+    return written
