@@ -4,11 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from danet.data.ade20k import ADE20K
 from danet.data.base import IGNORE_INDEX, SegmentationDataset
 from danet.data.camvid import CamVid
+from danet.data.cityscapes import Cityscapes
+from danet.data.cocostuff import COCOStuff
+from danet.data.context import PascalContext
+from danet.data.folder import Folder
 from danet.data.io import DataError, read_image, read_mask
+from danet.data.voc import VOC
 
-DATASETS: dict[str, type[SegmentationDataset]] = {"camvid": CamVid}
+DATASETS: dict[str, type[SegmentationDataset]] = {
+    "camvid": CamVid,
+    "cityscapes": Cityscapes,
+    "voc": VOC,
+    "context": PascalContext,
+    "ade20k": ADE20K,
+    "cocostuff": COCOStuff,
+    "folder": Folder,
+}
 
 
 def build_dataset(name: str, root: str | Path, split: str) -> SegmentationDataset:

@@ -1,11 +1,15 @@
 """Reading images and label masks, with one-line errors that name the file.
 
-RGBA, grayscale, palette and 16-bit images are converted to 8-bit RGB, not refused.
+RGBA, grayscale, palette and 16-bit images are converted to 8-bit RGB, not refused. Whatever a
+file holds, the only exception that leaves these readers is ``DataError``; a file whose header
+claims more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels is refused before it is decoded.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,39 +22,46 @@ class DataError(ValueError):
     """Bad input data: the message names the file and says what is wrong."""
 
 
-def _open(path: Path) -> Image.Image:
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+@contextmanager
+def _decoding(path: Path) -> Iterator[None]:
+    """Turn whatever Pillow raises on a bad file into a one-line ``DataError`` naming it."""
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
-            image.load()
+            yield
+    except DataError:
+        raise
     except UnidentifiedImageError:
         raise DataError(f"{path}: not an image file") from None
-    except Image.DecompressionBombError:
-        raise DataError(f"{path}: image is too large to be safe to decode") from None
-    except (OSError, SyntaxError, ValueError, EOFError, Warning) as err:
-        raise DataError(f"{path}: corrupt or truncated image ({err})") from None
-    return image
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DataError(f"{path}: image is too large to decode safely ({err})") from None
+    # Pillow's decoders raise many types on malformed data (OSError, SyntaxError, ValueError,
+    # struct.error, IndexError, MemoryError...): all of them mean "this file cannot be read".
+    except Exception as err:
+        raise DataError(f"{path}: corrupt or truncated image ({_first_line(err)})") from None
 
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint8:
         return array
-    if array.dtype == bool:
-        return array.astype(np.uint8) * 255
     if np.issubdtype(array.dtype, np.floating):
-        return (np.clip(array, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+        return (np.nan_to_num(np.clip(array, 0.0, 1.0)) * 255 + 0.5).astype(np.uint8)
+    if array.dtype == np.uint16:
+        return (array >> 8).astype(np.uint8)
+    # 32-bit integer grayscale ("I"): Pillow stores 16-bit PNG/TIFF data this way too.
     bits = 16 if array.max(initial=0) > 255 else 8
-    return (array.astype(np.uint32) >> (bits - 8)).astype(np.uint8)
+    return (np.clip(array, 0, 2**bits - 1) >> (bits - 8)).astype(np.uint8)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Return the image at ``path`` as an HxWx3 uint8 RGB array."""
-    path = Path(path)
-    image = _open(path)
-    if image.mode in ("RGB", "L", "RGBA", "P", "LA", "CMYK", "YCbCr", "1"):
+def _rgb(image: Image.Image, path: Path) -> np.ndarray:
+    if image.mode in ("RGB", "L", "RGBA", "P", "PA", "LA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
         return np.asarray(image.convert("RGB"))
     array = np.asarray(image)  # 16-bit ("I;16"), 32-bit int ("I") or float ("F") grayscale
     array = _to_uint8(array)
@@ -61,21 +72,40 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(array[:, :, :3])
 
 
-def read_mask(path: str | Path) -> np.ndarray:
-    """Return the label mask at ``path`` as an HxW integer array (palette indices kept as is)."""
+def read_image(path: str | Path) -> np.ndarray:
+    """Return the image at ``path`` as an HxWx3 uint8 RGB array."""
     path = Path(path)
-    image = _open(path)
-    if image.mode in ("RGB", "RGBA"):
-        raise DataError(
-            f"{path}: label mask is a colour image ({image.mode}); expected class indices"
-        )
-    array = np.asarray(image)
+    with _decoding(path), Image.open(path) as image:
+        image.load()
+        return _rgb(image, path)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Return the label mask at ``path`` as an HxW int64 array (palette indices kept as is)."""
+    path = Path(path)
+    with _decoding(path), Image.open(path) as image:
+        image.load()
+        if image.mode not in ("L", "P", "1", "I", "I;16", "I;16L", "I;16B", "I;16N"):
+            raise DataError(
+                f"{path}: label mask has mode {image.mode}; expected one channel of class "
+                "indices (grayscale or palette)"
+            )
+        array = np.asarray(image)
     if array.ndim != 2:
         raise DataError(f"{path}: label mask has shape {array.shape}; expected HxW")
     return array.astype(np.int64)
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name."""
+def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Image files inside ``folder`` (and its subfolders if ``recursive``), sorted, hidden skipped."""
     folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found")
+    files = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        p
+        for p in files
+        if p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.is_file()
+    )
