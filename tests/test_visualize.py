@@ -12,7 +12,13 @@ from PIL import Image
 import danet
 from danet.attention import ChannelAttention, PositionAttention
 from danet.cli import main
-from danet.visualize import attention_figures, cam_attended, capture_attention_inputs, pam_rows
+from danet.visualize import (
+    attention_figures,
+    cam_attended,
+    capture_attention_inputs,
+    distinct_channels,
+    pam_rows,
+)
 
 
 @pytest.fixture
@@ -50,6 +56,17 @@ def test_cam_attended_is_the_module_without_residual(variant: str) -> None:
     attended = cam_attended(cam, x)
     torch.testing.assert_close(x + 0.5 * attended, cam(x))
     assert cam.gamma.item() == 0.5  # the module is left as it was
+
+
+def test_distinct_channels_skip_near_duplicates() -> None:
+    maps = torch.randn(5, 6, 7)
+    maps /= maps.flatten(1).std(dim=1)[:, None, None]
+    maps[1] = 3 * maps[0] + 0.01 * torch.randn(6, 7)  # channel 0's pattern, varies most
+    maps[2] *= 2
+    maps[3] *= 1.5
+    maps[4] *= 0.1
+    assert distinct_channels(maps, k=3) == [1, 2, 3]
+    assert distinct_channels(maps, k=10) == [1, 2, 3, 4]  # 0 duplicates 1
 
 
 def test_hooks_catch_the_attention_inputs(small_model: danet.DANet) -> None:

@@ -50,6 +50,25 @@ def cam_attended(cam: ChannelAttention, x: torch.Tensor) -> torch.Tensor:
     return with_gamma_one - x
 
 
+def distinct_channels(
+    maps: torch.Tensor, k: int = TOP_CHANNELS, max_corr: float = 0.9
+) -> list[int]:
+    """Up to ``k`` channels of (C, H, W) ``maps``, most varying first, skipping near-duplicates.
+
+    A channel is skipped when its map correlates above ``max_corr`` with one already chosen:
+    with ``softmax(E)`` close to one-hot, many channels attend to the same source channel.
+    """
+    flat = maps.flatten(1).double()  # (C, N)
+    corr = torch.corrcoef(flat).abs()  # (C, C)
+    chosen: list[int] = []
+    for c in flat.std(dim=1).argsort(descending=True).tolist():
+        if len(chosen) == k:
+            break
+        if all(corr[c, other] < max_corr for other in chosen):
+            chosen.append(c)
+    return chosen
+
+
 def _keep_input(store: dict[str, torch.Tensor], name: str) -> Any:
     def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: Any) -> None:
         store[name] = inputs[0].detach()
@@ -143,8 +162,8 @@ def attention_figures(
 
     - ``pam_x<X>_y<Y>.png`` per point (x, y in image pixels; :func:`default_points` when empty):
       the pixel's position-attention map over the whole image, overlaid on it.
-    - ``cam_channels.png``: the channel-attended maps ``softmax(E) X`` of ``channels``, or of the
-      channels whose attended map varies most over the image.
+    - ``cam_channels.png``: the channel-attended maps ``softmax(E) X`` of ``channels``, or of
+      :func:`distinct_channels`.
     """
     model = load(checkpoint, map_location=device)
     name = str(image) if isinstance(image, (str, Path)) else "the image"
@@ -179,8 +198,7 @@ def attention_figures(
         bad = [ch for ch in channels or () if not 0 <= ch < c]
         if bad:
             raise ValueError(f"channels {bad} are outside 0..{c - 1} of the CAM")
-        top = attended.flatten(1).std(dim=1).topk(min(TOP_CHANNELS, c)).indices.tolist()
-        channels = list(channels) if channels else top
+        channels = list(channels) if channels else distinct_channels(attended)
 
     out = Path(out)
     written = []
