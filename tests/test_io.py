@@ -122,6 +122,14 @@ def test_file_that_is_not_an_image(tmp_path: Path) -> None:
     assert_one_line_naming(err, path)
 
 
+@pytest.mark.parametrize("fmt", ["EPS", "ICO", "TGA"])
+def test_formats_outside_the_allowlist_are_refused(tmp_path: Path, fmt: str) -> None:
+    path = save(tmp_path / "odd.png", Image.fromarray(RGB), format=fmt)
+    with pytest.raises(DataError, match="not an image file") as err:
+        read_image(path)
+    assert_one_line_naming(err, path)
+
+
 def test_missing_file_and_folder(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file"):
         read_image(tmp_path / "nope.png")

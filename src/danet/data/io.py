@@ -2,7 +2,8 @@
 
 RGBA, grayscale, palette and 16-bit images are converted to 8-bit RGB, not refused. Whatever a
 file holds, the only exception that leaves these readers is ``DataError``; a file whose header
-claims more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels is refused before it is decoded.
+claims more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels is refused before it is decoded, and only
+the decoders in ``FORMATS`` are ever run (no Ghostscript for an EPS named ``.png``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF", "PPM")  # Pillow's names; JPEG covers MPO
 
 
 class DataError(ValueError):
@@ -39,7 +41,7 @@ def _decoding(path: Path) -> Iterator[None]:
     except DataError:
         raise
     except UnidentifiedImageError:
-        raise DataError(f"{path}: not an image file") from None
+        raise DataError(f"{path}: not an image file (or not one of {', '.join(FORMATS)})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise DataError(f"{path}: image is too large to decode safely ({err})") from None
     # Pillow's decoders raise many types on malformed data (OSError, SyntaxError, ValueError,
@@ -75,7 +77,7 @@ def _rgb(image: Image.Image, path: Path) -> np.ndarray:
 def read_image(path: str | Path) -> np.ndarray:
     """Return the image at ``path`` as an HxWx3 uint8 RGB array."""
     path = Path(path)
-    with _decoding(path), Image.open(path) as image:
+    with _decoding(path), Image.open(path, formats=FORMATS) as image:
         image.load()
         return _rgb(image, path)
 
@@ -83,7 +85,7 @@ def read_image(path: str | Path) -> np.ndarray:
 def read_mask(path: str | Path) -> np.ndarray:
     """Return the label mask at ``path`` as an HxW int64 array (palette indices kept as is)."""
     path = Path(path)
-    with _decoding(path), Image.open(path) as image:
+    with _decoding(path), Image.open(path, formats=FORMATS) as image:
         image.load()
         if image.mode not in ("L", "P", "1", "I", "I;16", "I;16L", "I;16B", "I;16N"):
             raise DataError(
