@@ -65,11 +65,13 @@ def run_demo(out: str | Path, checkpoint: str | Path | None = None) -> dict[str,
     images = SAMPLES_DIR / "val"
     trained_here = checkpoint is None and "camvid" not in bundled_models()
     if trained_here:
-        print(
-            "The trained CamVid model is not bundled yet: training a tiny DANet on the sample "
-            "images for about a minute instead."
-        )
-        checkpoint = train_tiny_model(out / "tiny_model")
+        run = out / "tiny_model"
+        print("The trained CamVid model is not bundled yet, so the demo uses a tiny one instead:")
+        if (run / TRAIN_STATE_NAME).is_file():
+            print(f"  reusing the one trained in {run} (delete it to train again)")
+        else:
+            print("  training it on the sample images for about a minute")
+        checkpoint = train_tiny_model(run)
     elif checkpoint is None:
         checkpoint = "camvid"
     print(f"checkpoint: {checkpoint}")
