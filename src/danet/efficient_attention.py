@@ -10,12 +10,16 @@ accept the shapes.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
 import torch.nn.functional as F
 
 PAM_IMPLS = ("auto", "naive", "blocked", "sdpa")
+
+LOG2E = math.log2(math.e)
+LN2 = math.log(2.0)
 
 BLOCK_BYTES = 32 * 2**20
 """Bytes of one (B, block, N) score matrix when the block size is chosen automatically."""
@@ -53,8 +57,9 @@ class BlockedAttention(torch.autograd.Function):
     """``softmax(q k^T) v`` a block at a time; saves q, k, v, the output and the row log-sum-exp.
 
     The forward pass walks over blocks of queries, the backward pass over blocks of keys, so that
-    each gradient block is written once (dK, dV) or is small (dQ is N x d). Either way the largest
-    temporary is (B, block, N), never (B, N, N).
+    each block of dK and dV is written once and only dQ (N x d, small) is accumulated. Either way
+    the largest temporaries are (B, block, N), never (B, N, N). Exponentials are taken base 2
+    (``exp2`` is about 3x faster than ``exp`` on the CPU), with the log2(e) factor folded into q.
     """
 
     @staticmethod
@@ -66,20 +71,22 @@ class BlockedAttention(torch.autograd.Function):
         block_size: int,
     ) -> torch.Tensor:
         cdt = _compute_dtype(q.dtype)
-        qc, kc, vc = (t.to(cdt).contiguous() for t in (q, k, v))
-        b, n, _ = qc.shape
-        out = torch.empty(b, n, vc.shape[-1], dtype=cdt, device=q.device)  # (B, N, C)
-        lse = torch.empty(b, n, dtype=cdt, device=q.device)  # (B, N)
-        scores = torch.empty(b * min(block_size, n) * kc.shape[1], dtype=cdt, device=q.device)
-        kt = kc.transpose(1, 2)  # (B, d, M)
+        q2 = q.to(cdt) * LOG2E  # (B, N, d): scores come out in log2 units
+        kt = k.to(cdt).transpose(1, 2)  # (B, d, M)
+        vc = v.to(cdt)  # (B, M, C)
+        b, n, _ = q.shape
+        m = k.shape[1]
+        out = torch.empty(b, n, v.shape[-1], dtype=cdt, device=q.device)  # (B, N, C)
+        lse = torch.empty(b, n, 1, dtype=cdt, device=q.device)  # (B, N, 1), natural log
+        scores = torch.empty(b * min(block_size, n) * m, dtype=cdt, device=q.device)
         for i in range(0, n, block_size):
-            rows = min(block_size, n - i)
-            s = torch.bmm(qc[:, i : i + rows], kt, out=_buffer(scores, b, rows, kc.shape[1]))
-            m = s.amax(dim=-1, keepdim=True)  # (B, rows, 1)
-            s.sub_(m).exp_()  # unnormalised probabilities
-            total = s.sum(dim=-1, keepdim=True)  # (B, rows, 1)
-            out[:, i : i + rows] = torch.bmm(s, vc).div_(total)  # (B, rows, C)
-            lse[:, i : i + rows] = (m + total.log()).squeeze(-1)
+            rows = slice(i, min(i + block_size, n))
+            s = torch.bmm(q2[:, rows], kt, out=_buffer(scores, b, rows.stop - i, m))  # (B, r, M)
+            rowmax = s.amax(dim=-1, keepdim=True)  # (B, r, 1)
+            s.sub_(rowmax).exp2_()  # unnormalised probabilities
+            total = s.sum(dim=-1, keepdim=True)  # (B, r, 1)
+            torch.bmm(s, vc, out=out[:, rows]).div_(total)  # (B, r, C)
+            torch.add(rowmax, total.log2(), out=lse[:, rows]).mul_(LN2)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.block_size = block_size
         return out.to(q.dtype)
@@ -92,31 +99,32 @@ class BlockedAttention(torch.autograd.Function):
         q, k, v, out, lse = ctx.saved_tensors
         block_size: int = ctx.block_size
         cdt = out.dtype
-        qc, kc, vc = (t.to(cdt).contiguous() for t in (q, k, v))
-        do = grad_out.to(cdt).contiguous()  # (B, N, C)
-        b, n, _ = qc.shape
-        m = kc.shape[1]
-        # delta_i = sum_j P_ij dP_ij = rowsum(dO * O); kept with -lse as per-row offsets
-        neg_delta = -(do * out).sum(dim=-1, keepdim=True)  # (B, N, 1)
-        neg_lse = -lse.unsqueeze(-1)  # (B, N, 1)
+        qc, kc, vc, do = (t.to(cdt) for t in (q, k, v, grad_out))
+        b, n, _ = q.shape
+        m = k.shape[1]
+        # Per-row offsets ride along in the matmuls as an extra column (against a column of ones):
+        # [q log2e, -lse log2e] [k, 1]^T = log2 P and [dO, -delta] [v, 1]^T = dP - delta, where
+        # delta_i = sum_j P_ij dP_ij = rowsum(dO * O).
+        delta = (do * out).sum(dim=-1, keepdim=True)  # (B, N, 1)
+        q_aug = torch.cat([qc * LOG2E, lse * -LOG2E], dim=-1)  # (B, N, d+1)
+        do_aug = torch.cat([do, -delta], dim=-1)  # (B, N, C+1)
+        ones = torch.ones(b, m, 1, dtype=cdt, device=q.device)
+        k_aug = torch.cat([kc, ones], dim=-1).transpose(1, 2)  # (B, d+1, M)
+        v_aug = torch.cat([vc, ones], dim=-1).transpose(1, 2)  # (B, C+1, M)
         dq = torch.zeros_like(qc)
         dk = torch.empty_like(kc)
         dv = torch.empty_like(vc)
-        cols_max = min(block_size, m)
-        p_buf = torch.empty(b * n * cols_max, dtype=cdt, device=q.device)
+        p_buf = torch.empty(b * n * min(block_size, m), dtype=cdt, device=q.device)
         ds_buf = torch.empty_like(p_buf)
         for j in range(0, m, block_size):
             cols = min(block_size, m - j)
-            kj, vj = kc[:, j : j + cols], vc[:, j : j + cols]  # (B, cols, d), (B, cols, C)
-            # P = exp(q k_j^T - lse): the probabilities of this block of keys, (B, N, cols)
-            p = torch.baddbmm(neg_lse, qc, kj.transpose(1, 2), out=_buffer(p_buf, b, n, cols))
-            p.exp_()
-            # dS = P * (dO v_j^T - delta), (B, N, cols)
-            ds = torch.baddbmm(neg_delta, do, vj.transpose(1, 2), out=_buffer(ds_buf, b, n, cols))
-            ds.mul_(p)
+            p = torch.bmm(q_aug, k_aug[:, :, j : j + cols], out=_buffer(p_buf, b, n, cols))
+            p.exp2_()  # (B, N, cols): P for this block of keys
+            ds = torch.bmm(do_aug, v_aug[:, :, j : j + cols], out=_buffer(ds_buf, b, n, cols))
+            ds.mul_(p)  # (B, N, cols): dS = P * (dP - delta)
             dv[:, j : j + cols] = torch.bmm(p.transpose(1, 2), do)  # (B, cols, C)
             dk[:, j : j + cols] = torch.bmm(ds.transpose(1, 2), qc)  # (B, cols, d)
-            dq.baddbmm_(ds, kj)  # (B, N, d)
+            dq.baddbmm_(ds, kc[:, j : j + cols])  # (B, N, d)
         return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None
 
 
