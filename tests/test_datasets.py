@@ -11,7 +11,7 @@ from PIL import Image
 
 from danet.config import TrainConfig
 from danet.data import DATASETS, DataError, build_dataset
-from danet.data.base import IGNORE_INDEX
+from danet.data.base import IGNORE_INDEX, SegmentationDataset
 from danet.data.classes import color_map
 
 H, W = 16, 24
@@ -40,16 +40,15 @@ def expected(labels: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
     return np.vectorize(lambda v: mapping.get(int(v), v))(labels)
 
 
-def check_meta(dataset: object, num_classes: int) -> None:
-    assert dataset.num_classes == num_classes  # type: ignore[attr-defined]
-    assert len(dataset.class_names) == num_classes  # type: ignore[attr-defined]
-    assert len(set(dataset.class_names)) == num_classes  # type: ignore[attr-defined]
-    assert len(dataset.palette) == num_classes  # type: ignore[attr-defined]
-    assert all(len(c) == 3 and all(0 <= v <= 255 for v in c) for c in dataset.palette)  # type: ignore[attr-defined]
+def check_meta(dataset: SegmentationDataset, num_classes: int) -> None:
+    assert dataset.num_classes == num_classes
+    assert len(dataset.class_names) == len(set(dataset.class_names)) == num_classes
+    assert len(dataset.palette) == num_classes
+    assert all(len(c) == 3 and all(0 <= v <= 255 for v in c) for c in dataset.palette)
 
 
-def check_item(dataset: object, index: int, mask: np.ndarray) -> None:
-    image, got = dataset[index]  # type: ignore[index]
+def check_item(dataset: SegmentationDataset, index: int, mask: np.ndarray) -> None:
+    image, got = dataset[index]
     assert image.shape == (H, W, 3) and image.dtype == np.uint8
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, mask)
@@ -209,7 +208,7 @@ def test_cocostuff(tmp_path: Path) -> None:
 def folder_tree(
     root: Path, classes: str = "road 128 64 128\nsky\n\ntraffic light 250 170 30\n"
 ) -> None:
-    (root).mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     (root / "classes.txt").write_text(classes)
     for split, names in {"train": ["a", "b"], "val": ["c"]}.items():
         for n in names:
