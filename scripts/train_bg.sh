@@ -7,5 +7,5 @@ mkdir -p "$(dirname "$run")"
 if [ -f "$run/checkpoint.pt" ]; then
   set -- --resume
 fi
-nohup .venv/bin/danet train --out "$run" "$@" >>"$run.log" 2>&1 &
+nohup env OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" .venv/bin/danet train --out "$run" "$@" >>"$run.log" 2>&1 &
 echo "started pid $! -> $run.log"

@@ -226,7 +226,10 @@ def _train(
     torch.manual_seed(cfg.seed)
     dataset = build_dataset(cfg.dataset, cfg.data_root, cfg.train_split)
     val_set = build_dataset(cfg.dataset, cfg.data_root, cfg.val_split) if cfg.val_split else None
-    model = build_model(cfg, dataset, pretrained=state is None).to(device)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = build_model(cfg, dataset, pretrained=state is None).to(
+        device, memory_format=memory_format
+    )
     criterion = DANetLoss(cfg.loss_weights, ignore_index=255)
     optimizer = torch.optim.SGD(
         _param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
@@ -245,7 +248,7 @@ def _train(
     total = cfg.iters if cfg.iters is not None else cfg.epochs * steps_per_epoch
     net: nn.Module = model
     if world > 1:
-        if cfg.sync_bn:
+        if cfg.sync_bn and device.type == "cuda":  # torch's SyncBatchNorm is CUDA-only
             net = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net = DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None
@@ -267,7 +270,7 @@ def _train(
         batch_sampler=sampler,
         num_workers=cfg.workers,
         pin_memory=device.type == "cuda",
-        persistent_workers=False,
+        generator=torch.Generator().manual_seed(cfg.seed),  # leaves the global RNG (dropout) alone
     )
     main = is_main()
     if main:
@@ -323,7 +326,7 @@ def _train(
         loss, parts = criterion(logits, targets)
         if not torch.isfinite(loss):
             raise TrainingDiverged(
-                f"loss is {loss.item()} at step {step}; stopped, and the last good checkpoint "
+                f"loss is {loss.item()} at step {step + 1}; stopped, and the last good checkpoint "
                 f"{run / TRAIN_STATE_NAME} is kept"
             )
         optimizer.zero_grad(set_to_none=True)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from danet.data.base import SegmentationDataset, make_label_map
-from danet.data.io import DataError, list_images
+from danet.data.base import SegmentationDataset, make_label_map, pair_by_stem
+from danet.data.io import DataError
 
 
 class CamVid(SegmentationDataset):
@@ -40,7 +40,7 @@ class CamVid(SegmentationDataset):
         (64, 64, 0),
         (0, 128, 192),
     )
-    label_map = make_label_map({i: i for i in range(11)})
+    label_map = make_label_map({i: i for i in range(11)}, void=(11, 255))
     splits = ("train", "val", "test", "trainval")
 
     def find_pairs(self) -> list[tuple[Path, Path | None]]:
@@ -53,9 +53,5 @@ class CamVid(SegmentationDataset):
             for folder in (images, annots):
                 if not folder.is_dir():
                     raise DataError(f"{folder}: missing (CamVid split {split!r} needs it)")
-            masks = {p.stem: p for p in list_images(annots)}
-            for image in list_images(images):
-                if image.stem not in masks:
-                    raise DataError(f"{image}: no label mask {image.stem}.* in {annots}")
-                pairs.append((image, masks[image.stem]))
+            pairs += pair_by_stem(images, annots)
         return pairs

@@ -48,7 +48,12 @@ def train_transform(
 
 def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """HxWx3 uint8 RGB to a normalised 3xHxW float tensor."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+    x = (
+        torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))
+        .permute(2, 0, 1)
+        .float()
+        .div_(255)
+    )
     mean_t = torch.tensor(mean).view(3, 1, 1)
     std_t = torch.tensor(std).view(3, 1, 1)
     return (x - mean_t) / std_t
