@@ -24,13 +24,13 @@ from danet.checkpoint import (
     save_training_state,
 )
 from danet.config import TrainConfig
-from danet.data import SegmentationDataset, build_dataset
+from danet.data import DATASETS, SegmentationDataset, build_dataset
 from danet.data.transforms import Augmented, normalize, train_transform
 from danet.distributed import cleanup, init_distributed, is_main
 from danet.inference import predict_probs
 from danet.losses import DANetLoss
 from danet.metrics import ConfusionMatrix
-from danet.model import DANet
+from danet.model import DANet, check_backbone
 from danet.weights import PACKAGED_WEIGHTS, packaged_weights_path
 
 METRICS_NAME, CURVES_NAME = "metrics.jsonl", "curves.png"
@@ -197,6 +197,9 @@ def evaluate(
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Train DANet with the paper's recipe; returns the final val metrics (rank 0) or {}."""
+    check_backbone(cfg.backbone)
+    if cfg.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(sorted(DATASETS))}")
     run = Path(cfg.out)
     state_path = run / TRAIN_STATE_NAME
     state = None

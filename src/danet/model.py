@@ -18,7 +18,8 @@ from danet.head import ATTENTIONS, DAHead, FCNHead
 OUTPUT_STRIDES = (8, 16, 32)
 
 
-def _check_backbone(name: str) -> None:
+def check_backbone(name: str) -> None:
+    """Raise a ValueError that lists the usual choices unless ``name`` is a timm model."""
     if not isinstance(name, str) or not timm.is_model(name):
         hint = ", ".join(sorted(BACKBONES))
         raise ValueError(
@@ -73,7 +74,7 @@ class DANet(
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes={num_classes!r} must be a positive integer")
-        _check_backbone(backbone)
+        check_backbone(backbone)
         if output_stride not in OUTPUT_STRIDES:
             raise ValueError(f"output_stride={output_stride!r} is not one of {OUTPUT_STRIDES}")
         if cam_variant not in CAM_VARIANTS:
