@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from danet import efficient_attention
 from danet.attention import PositionAttention
 from danet.efficient_attention import (
     PAM_IMPLS,
@@ -111,11 +112,11 @@ def test_memory_is_linear_in_n(impl: str) -> None:
 
 
 def test_auto_block_size_bounds_bytes() -> None:
-    from danet.efficient_attention import BLOCK_BYTES, auto_block_size
-
+    auto_block_size, budget = efficient_attention.auto_block_size, efficient_attention.BLOCK_BYTES
     assert auto_block_size(1, 100) == 100
     rows = auto_block_size(2, 65536)
-    assert 1 <= rows < 65536 and 2 * rows * 65536 * 4 <= BLOCK_BYTES
+    assert 1 <= rows < 65536 and 2 * rows * 65536 * 4 <= budget
+    assert auto_block_size(1, 10**9) == 1
 
 
 def test_impls_and_errors() -> None:
@@ -130,26 +131,38 @@ def test_impls_and_errors() -> None:
         blocked_attention(*inputs, block_size=0)
 
 
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 16 KiB, so that ``impl="auto"`` blocks at tiny N on the CPU."""
+    monkeypatch.setattr(efficient_attention, "BLOCK_BYTES", 16 * 2**10)
+
+
+def test_auto_picks_by_size(small_blocks: None) -> None:
+    small, large = (qkv(1, n, 4, 8)[0] for n in (64, 65))  # 64 x 64 x 4 bytes = 16 KiB
+    assert position_attention(small, small, small).grad_fn.name() != "BlockedAttentionBackward"
+    assert position_attention(large, large, large).grad_fn.name() == "BlockedAttentionBackward"
+
+
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated")
-def test_tracing_uses_naive(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tracing_uses_naive(small_blocks: None, monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*args: object) -> None:
         raise AssertionError("the custom Function must not be traced")
 
     monkeypatch.setattr(BlockedAttention, "apply", fail)
-    inputs = [t.detach() for t in qkv(1, 2048, 4, 8)]  # large enough that auto blocks eagerly
+    inputs = [t.detach() for t in qkv(1, 100, 4, 8)]
     # check_trace=False: the check re-runs the function eagerly, where auto may block
     traced = torch.jit.trace(lambda q, k, v: position_attention(q, k, v), inputs, check_trace=False)
     torch.testing.assert_close(traced(*inputs), naive_attention(*inputs))
 
 
 @pytest.mark.parametrize("impl", ["auto", "blocked"])
-def test_position_attention_module_matches_naive(impl: str) -> None:
+def test_position_attention_module_matches_naive(impl: str, small_blocks: None) -> None:
     naive = PositionAttention(16, impl="naive")
     other = PositionAttention(16, impl=impl)
     with torch.no_grad():
         naive.gamma.fill_(0.7)
     other.load_state_dict(naive.state_dict())
-    x = torch.randn(2, 16, 32, 40)  # N = 1280: auto takes the blocked path on the CPU
+    x = torch.randn(2, 16, 9, 13)  # N = 117: with small_blocks, auto blocks (in several blocks)
     results = []
     for module in (naive, other):
         out = module(x)
