@@ -11,9 +11,11 @@ from danet.attention import PositionAttention
 from danet.efficient_attention import (
     PAM_IMPLS,
     BlockedAttention,
+    _sdpa_one_head,
     blocked_attention,
     naive_attention,
     position_attention,
+    sdpa_attention,
 )
 
 
@@ -141,6 +143,14 @@ def test_auto_picks_by_size(small_blocks: None) -> None:
     small, large = (qkv(1, n, 4, 8)[0] for n in (64, 65))  # 64 x 64 x 4 bytes = 16 KiB
     assert position_attention(small, small, small).grad_fn.name() != "BlockedAttentionBackward"
     assert position_attention(large, large, large).grad_fn.name() == "BlockedAttentionBackward"
+
+
+def test_sdpa_formula_and_cpu_guard() -> None:
+    # the CUDA path is not run here (no GPU); check what it hands to SDPA, on the CPU backend,
+    # with inputs whose last dim is strided, as PositionAttention's are
+    inputs = [t.detach().transpose(1, 2).contiguous().transpose(1, 2) for t in qkv(2, 30, 8, 24)]
+    torch.testing.assert_close(_sdpa_one_head(*inputs), naive_attention(*inputs))
+    assert sdpa_attention(*inputs) is None  # never on the CPU, where it would build N x N
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated")

@@ -46,10 +46,7 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def _buffer(flat: torch.Tensor, *shape: int) -> torch.Tensor:
     """A contiguous view of the first elements of a flat scratch buffer."""
-    numel = 1
-    for s in shape:
-        numel *= s
-    return flat[:numel].view(shape)
+    return flat[: math.prod(shape)].view(shape)
 
 
 class BlockedAttention(torch.autograd.Function):
@@ -137,28 +134,34 @@ def blocked_attention(
     return BlockedAttention.apply(q, k, v, block_size)
 
 
+def _sdpa_one_head(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``softmax(q k^T) v`` through ``scaled_dot_product_attention``: one head, scale 1."""
+    # fused kernels need the last dim contiguous (PositionAttention's q, k, v are transposed)
+    q4, k4, v4 = (t.unsqueeze(1).contiguous() for t in (q, k, v))  # (B, 1, N, d or C)
+    return F.scaled_dot_product_attention(q4, k4, v4, scale=1.0).squeeze(1)  # (B, N, C)
+
+
 def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor | None:
-    """PyTorch's fused CUDA kernels with scale 1, or ``None`` where none accepts the inputs.
+    """PyTorch's fused CUDA kernels, or ``None`` on the CPU and where no kernel takes the inputs.
 
     Only the memory-efficient and cuDNN backends are allowed: flash attention needs the value dim
-    to equal the query dim, and the math backend would build the N x N matrix.
+    to equal the query dim, and the math backend (the CPU's too) builds the N x N matrix.
     """
     if not q.is_cuda:
         return None
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    backends = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION]
     try:
-        with warnings.catch_warnings(), sdpa_kernel(backends):
+        with (
+            warnings.catch_warnings(),
+            sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION]),
+        ):
             warnings.simplefilter("ignore")  # "kernel not used because ..." before the fallback
-            out = F.scaled_dot_product_attention(
-                q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), scale=1.0
-            )  # (B, 1, N, C)
+            return _sdpa_one_head(q, k, v)
     except torch.OutOfMemoryError:
         raise
-    except RuntimeError:  # "No available kernel": dtype, alignment or GPU not supported
+    except RuntimeError:  # "No available kernel": dtype (float64), alignment or GPU
         return None
-    return out.squeeze(1)
 
 
 def _use_naive(q: torch.Tensor, k: torch.Tensor) -> bool:
