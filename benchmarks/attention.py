@@ -191,6 +191,10 @@ def plot(rows: list[dict], path: Path) -> None:
                 if pts:
                     xs, ys = zip(*pts, strict=True)
                     ax.plot(xs, ys, style, color=color, marker="o", label=f"{impl} {pass_}")
+        if key == "peak_mib":  # where naive was not run: its N x N matrix alone
+            xs = [r["n"] for r in rows if r["peak_mib"]["naive"] is None]
+            ys = [n * n * 4 / 2**20 for n in xs]
+            ax.plot(xs, ys, "x", color="tab:red", ms=9, label="naive N x N matrix (not run)")
         ax.set(xscale="log", yscale="log", xlabel="N = H x W", ylabel=label)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
