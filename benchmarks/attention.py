@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from danet.efficient_attention import blocked_attention, naive_attention
+from danet.efficient_attention import auto_block_size, blocked_attention, naive_attention
 
 RESULTS = Path(__file__).parent / "results"
 THREADS = 2
@@ -152,7 +152,7 @@ def run(quick: bool) -> list[dict]:
 
 HEADER = (
     "| map | N | pass | naive time | blocked time | time ratio | naive peak | blocked peak "
-    "| memory ratio | note |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---|"
+    "| memory ratio | auto uses | note |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|"
 )
 
 
@@ -168,6 +168,7 @@ def table_row(row: dict) -> str:
         fmt_mib(m["naive"]),
         fmt_mib(m["blocked"]),
         fmt_ratio(m["blocked"], m["naive"]),
+        "naive" if auto_block_size(1, row["n"]) >= row["n"] else "blocked",  # on the CPU
         row["note"],
     ]
     return "| " + " | ".join(cells) + " |"
@@ -226,7 +227,7 @@ def main() -> None:
             f"Position attention, C={CHANNELS}, d={DIM}, batch 1, {THREADS} threads ({machine}); "
             f"1-minute load average {load:.1f} before, {load_after:.1f} after.",
             "Ratios are blocked / naive. Peak = rise of the process's resident high-water mark "
-            "during one call, in a fresh process.",
+            'during one call, in a fresh process. `auto uses`: what `impl="auto"` picks here.',
             "",
             HEADER,
             *(table_row(r) for r in rows),
