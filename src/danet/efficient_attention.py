@@ -36,12 +36,15 @@ def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.
 def auto_block_size(batch: int, n: int, dtype: torch.dtype = torch.float32) -> int:
     """Rows per block so that one (batch, rows, n) matrix takes at most :data:`BLOCK_BYTES`.
 
-    The blocks are balanced: 12288 rows in blocks of at most 1365 become 10 blocks of 1229, not 9
-    full ones and a block of 3.
+    Blocks are balanced and, where they can be, a multiple of 64 rows (the matmuls are about 10%
+    slower on odd leading dimensions): 12288 rows in blocks of at most 1365 become blocks of 1280,
+    not 9 full ones and a block of 3.
     """
     itemsize = max(torch.finfo(dtype).bits // 8, 4)  # half and bf16 are computed in float32
     most = max(1, BLOCK_BYTES // (batch * n * itemsize))
-    return math.ceil(n / math.ceil(n / most))
+    rows = math.ceil(n / math.ceil(n / most))  # balanced
+    aligned = math.ceil(rows / 64) * 64
+    return aligned if aligned <= most and aligned < n else rows
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
