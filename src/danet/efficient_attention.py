@@ -81,17 +81,20 @@ class BlockedAttention(torch.autograd.Function):
         b, n, _ = q.shape
         m = k.shape[1]
         out = torch.empty(b, n, v.shape[-1], dtype=cdt, device=q.device)  # (B, N, C)
-        lse = torch.empty(b, n, 1, dtype=cdt, device=q.device)  # (B, N, 1), natural log
+        rowmax = torch.empty(b, n, 1, dtype=cdt, device=q.device)  # (B, N, 1), log2 units
+        total = torch.empty_like(rowmax)  # (B, N, 1): sum of 2^(s - rowmax)
         scores = torch.empty(b * min(block_size, n) * m, dtype=cdt, device=q.device)
+        # few ops per block: on a busy CPU each op costs a scheduling slice, however small it is
         for i in range(0, n, block_size):
             rows = slice(i, min(i + block_size, n))
             shape = (b, rows.stop - i, m)
             s = torch.bmm(q2[:, rows], kt, out=_buffer(scores, *shape))  # (B, r, M)
-            rowmax = s.amax(dim=-1, keepdim=True)  # (B, r, 1)
-            s.sub_(rowmax).exp2_()  # unnormalised probabilities
-            total = s.sum(dim=-1, keepdim=True)  # (B, r, 1)
-            torch.bmm(s, vc, out=out[:, rows]).div_(total)  # (B, r, C)
-            torch.add(rowmax, total.log2(), out=lse[:, rows]).mul_(LN2)
+            torch.amax(s, dim=-1, keepdim=True, out=rowmax[:, rows])
+            s.sub_(rowmax[:, rows]).exp2_()  # unnormalised probabilities
+            torch.sum(s, dim=-1, keepdim=True, out=total[:, rows])
+            torch.bmm(s, vc, out=out[:, rows])  # (B, r, C), normalised below
+        out.div_(total)
+        lse = rowmax.add_(total.log2_()).mul_(LN2)  # (B, N, 1), natural log
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.block_size = block_size
         return out.to(q.dtype)
