@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from danet.data.io import DataError, list_images, read_image, read_mask
+from danet.inference import to_rgb_array
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)
@@ -145,3 +146,21 @@ def test_list_images_filters_and_recurses(tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(b"")
     assert [p.name for p in list_images(tmp_path)] == ["a.jpg", "b.PNG"]
     assert [p.name for p in list_images(tmp_path, recursive=True)] == ["a.jpg", "b.PNG", "d.png"]
+
+
+def test_arrays_of_every_dtype_become_the_same_rgb_as_their_files(tmp_path: Path) -> None:
+    """``to_rgb_array`` (numpy/PIL inputs) and ``read_image`` (files) share one conversion."""
+    wide = np.array([[0, 256, 65535], [4660, 32768, 255]], np.uint16)
+    from_file = read_image(save(tmp_path / "a.png", Image.fromarray(wide)))
+    np.testing.assert_array_equal(to_rgb_array(wide), from_file)
+    np.testing.assert_array_equal(to_rgb_array(wide.astype(np.int32)), from_file)
+    mask = np.array([[True, False], [False, True]])
+    from_bits = read_image(save(tmp_path / "b.png", Image.fromarray(mask)))
+    np.testing.assert_array_equal(to_rgb_array(mask), from_bits)
+    assert to_rgb_array(mask).max() == 255
+    floats = np.array([[0.0, 0.5], [1.0, np.nan]], np.float32)
+    np.testing.assert_array_equal(to_rgb_array(floats)[:, :, 1], [[0, 128], [255, 0]])
+    rgba = np.zeros((2, 2, 4), np.uint8) + np.array([1, 2, 3, 4], np.uint8)
+    np.testing.assert_array_equal(to_rgb_array(rgba)[0, 0], [1, 2, 3])
+    with pytest.raises(ValueError, match="shape"):
+        to_rgb_array(np.zeros((2, 2, 2)))

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from danet.data.io import to_uint8
 from danet.data.transforms import normalize
 
 
@@ -23,12 +24,7 @@ def to_rgb_array(image: Any) -> np.ndarray:
         array = np.repeat(array[:, :, None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] not in (3, 4):
         raise ValueError(f"image has shape {array.shape}; expected HxW, HxWx3 or HxWx4")
-    if array.dtype != np.uint8:
-        if np.issubdtype(array.dtype, np.floating):
-            array = (np.clip(array, 0, 1) * 255 + 0.5).astype(np.uint8)
-        else:
-            array = (array >> 8).astype(np.uint8) if array.max() > 255 else array.astype(np.uint8)
-    return np.ascontiguousarray(array[:, :, :3])
+    return np.ascontiguousarray(to_uint8(array)[:, :, :3])
 
 
 def _windows(length: int, window: int, stride: int) -> list[int]:

@@ -50,9 +50,12 @@ def _decoding(path: Path) -> Iterator[None]:
         raise DataError(f"{path}: corrupt or truncated image ({_first_line(err)})") from None
 
 
-def _to_uint8(array: np.ndarray) -> np.ndarray:
+def to_uint8(array: np.ndarray) -> np.ndarray:
+    """Convert pixel values to uint8: floats in [0, 1], 16- or 32-bit integers, booleans (0/255)."""
     if array.dtype == np.uint8:
         return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255  # as Pillow converts a 1-bit image
     if np.issubdtype(array.dtype, np.floating):
         return (np.nan_to_num(np.clip(array, 0.0, 1.0)) * 255 + 0.5).astype(np.uint8)
     if array.dtype == np.uint16:
@@ -66,7 +69,7 @@ def _rgb(image: Image.Image, path: Path) -> np.ndarray:
     if image.mode in ("RGB", "L", "RGBA", "P", "PA", "LA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
         return np.asarray(image.convert("RGB"))
     array = np.asarray(image)  # 16-bit ("I;16"), 32-bit int ("I") or float ("F") grayscale
-    array = _to_uint8(array)
+    array = to_uint8(array)
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] < 3:
