@@ -30,6 +30,9 @@ def main(runs: list[str]) -> None:
     by_variant: dict[str, list[tuple[int, float, list[float]]]] = defaultdict(list)
     folders: dict[str, Path] = {}
     for run in map(Path, runs):
+        if not (run / "eval.json").is_file():
+            print(f"skipping {run}: no eval.json (not finished)", file=sys.stderr)
+            continue
         attention, seed, miou, seconds = _read(run)
         by_variant[attention].append((seed, miou, seconds))
         folders[attention] = run
