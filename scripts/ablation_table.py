@@ -36,7 +36,7 @@ def main(runs: list[str]) -> None:
         attention, seed, miou, seconds = _read(run)
         by_variant[attention].append((seed, miou, seconds))
         folders[attention] = run
-    print("| variant | params | val mIoU (mean) | per seed | s/step (median) |")
+    print("| variant | params | val mIoU (mean ± sd) | per seed | s/step (median) |")
     print("|---|---:|---:|---|---:|")
     for attention in (a for a in NAMES if a in by_variant):
         results = sorted(by_variant[attention])
@@ -45,9 +45,10 @@ def main(runs: list[str]) -> None:
             f"{m:.2f} (seed {seed})" for (seed, _, _), m in zip(results, mious, strict=True)
         )
         seconds = statistics.median(s for *_, secs in results for s in secs)
+        spread = statistics.stdev(mious) if len(mious) > 1 else 0.0
         params = sum(p.numel() for p in danet.load(folders[attention]).parameters()) / 1e6
         print(
-            f"| {NAMES[attention]} | {params:.2f} M | **{statistics.mean(mious):.2f}** "
+            f"| {NAMES[attention]} | {params:.2f} M | **{statistics.mean(mious):.2f}** ± {spread:.2f} "
             f"| {seeds} | {seconds:.2f} s |"
         )
 
