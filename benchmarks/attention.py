@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from danet.efficient_attention import auto_block_size, blocked_attention, naive_attention
+from danet.efficient_attention import blocked_attention, fits_one_block, naive_attention
 
 RESULTS = Path(__file__).parent / "results"
 THREADS = 2
@@ -168,7 +168,7 @@ def table_row(row: dict) -> str:
         fmt_mib(m["naive"]),
         fmt_mib(m["blocked"]),
         fmt_ratio(m["blocked"], m["naive"]),
-        "naive" if auto_block_size(1, row["n"]) >= row["n"] else "blocked",  # on the CPU
+        "naive" if fits_one_block(1, row["n"], row["n"]) else "blocked",  # on the CPU
         row["note"],
     ]
     return "| " + " | ".join(cells) + " |"

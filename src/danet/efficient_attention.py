@@ -47,6 +47,11 @@ def auto_block_size(batch: int, n: int, dtype: torch.dtype = torch.float32) -> i
     return aligned if aligned <= most and aligned < n else rows
 
 
+def fits_one_block(batch: int, n: int, m: int, dtype: torch.dtype = torch.float32) -> bool:
+    """Whether the whole (batch, n, m) score matrix fits one block (``auto`` then goes naive)."""
+    return auto_block_size(batch, m, dtype) >= n
+
+
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Half and bf16 are computed in float32, as flash attention accumulates in float32."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
@@ -179,7 +184,7 @@ def _use_naive(q: torch.Tensor, k: torch.Tensor) -> bool:
     """Whether ``impl="auto"`` should take the naive form."""
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         return True  # custom autograd Functions do not export
-    return q.device.type == "cpu" and auto_block_size(q.shape[0], k.shape[1], q.dtype) >= q.shape[1]
+    return q.device.type == "cpu" and fits_one_block(q.shape[0], q.shape[1], k.shape[1], q.dtype)
 
 
 def position_attention(

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from danet.data.io import to_uint8
+from danet.data.io import array_to_rgb
 from danet.data.transforms import normalize
 
 
@@ -19,12 +19,7 @@ def to_rgb_array(image: Any) -> np.ndarray:
     """Accept a PIL image or an HxW / HxWx3 / HxWx4 numpy array; return HxWx3 uint8 RGB."""
     if hasattr(image, "convert"):  # PIL
         return np.asarray(image.convert("RGB"))
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    if array.ndim != 3 or array.shape[2] not in (3, 4):
-        raise ValueError(f"image has shape {array.shape}; expected HxW, HxWx3 or HxWx4")
-    return np.ascontiguousarray(to_uint8(array)[:, :, :3])
+    return array_to_rgb(image)
 
 
 def _windows(length: int, window: int, stride: int) -> list[int]:

@@ -50,7 +50,7 @@ def _decoding(path: Path) -> Iterator[None]:
         raise DataError(f"{path}: corrupt or truncated image ({_first_line(err)})") from None
 
 
-def to_uint8(array: np.ndarray) -> np.ndarray:
+def _to_uint8(array: np.ndarray) -> np.ndarray:
     """Convert pixel values to uint8: floats in [0, 1], 16- or 32-bit integers, booleans (0/255)."""
     if array.dtype == np.uint8:
         return array
@@ -65,16 +65,25 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     return (np.clip(array, 0, 2**bits - 1) >> (bits - 8)).astype(np.uint8)
 
 
+def array_to_rgb(array: np.ndarray) -> np.ndarray:
+    """Return an HxW, HxWx3 or HxWx4 array of any pixel dtype as contiguous HxWx3 uint8 RGB."""
+    array = np.asarray(array)
+    if array.ndim != 2 and (array.ndim != 3 or array.shape[2] not in (3, 4)):
+        raise ValueError(f"image has shape {array.shape}; expected HxW, HxWx3 or HxWx4")
+    array = _to_uint8(array)  # before repeating gray: a third of the work
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(array[:, :, :3])
+
+
 def _rgb(image: Image.Image, path: Path) -> np.ndarray:
     if image.mode in ("RGB", "L", "RGBA", "P", "PA", "LA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
         return np.asarray(image.convert("RGB"))
     array = np.asarray(image)  # 16-bit ("I;16"), 32-bit int ("I") or float ("F") grayscale
-    array = to_uint8(array)
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    if array.ndim != 3 or array.shape[2] < 3:
-        raise DataError(f"{path}: unsupported image layout {image.mode} {array.shape}")
-    return np.ascontiguousarray(array[:, :, :3])
+    try:
+        return array_to_rgb(array)
+    except ValueError:
+        raise DataError(f"{path}: unsupported image layout {image.mode} {array.shape}") from None
 
 
 def read_image(path: str | Path) -> np.ndarray:
