@@ -34,6 +34,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attention", choices=("both", "pam", "cam", "none"))
     p.add_argument("--cam-variant", choices=("paper", "original"))
     p.add_argument("--aux-head", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--pam-reduction", type=int, help="PAM query/key channel reduction (paper: 8)")
+    p.add_argument(
+        "--pam-scale", choices=("none", "learned"), help="learned: softmax(s Q^T K), s learnt"
+    )
+    p.add_argument("--affinity-weight", type=float, help="weight of the PAM affinity loss (0: off)")
+    p.add_argument("--attention-lr-mult", type=float, help="extra lr factor on attention params")
+    p.add_argument("--attention-weight-decay", type=float, help="weight decay of gamma and scale")
     p.add_argument("--input-size", type=_size, help="native H,W for eval/predict/export")
     p.add_argument("--crop-size", type=_size, help="N or H,W")
     p.add_argument("--base-size", type=_size)
@@ -95,6 +102,19 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, default=17)
 
 
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "inspect", help="is the attention alive: PAM lift/entropy, CAM saturation, gammas, mIoU"
+    )
+    p.add_argument("--checkpoint", default="camvid", help="run folder, model folder, file or name")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--split", default="val")
+    p.add_argument("--max-images", type=int, help="only the first N images of the split")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", help="write the figures here")
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="predict, attention maps and mIoU on the bundled samples")
     p.add_argument("--out", default="demo_out")
@@ -106,7 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="danet", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_eval, _add_predict, _add_attention, _add_export, _add_demo):
+    for add in (
+        _add_train,
+        _add_eval,
+        _add_predict,
+        _add_attention,
+        _add_export,
+        _add_demo,
+        _add_inspect,
+    ):
         add(sub)
     return parser
 
@@ -121,6 +149,8 @@ def run_train(args: argparse.Namespace) -> None:
     overrides = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
     if overrides.get("pretrained") == "none":
         overrides["pretrained"] = None
+    if "affinity_weight" in overrides:
+        overrides["loss_weights"] = {"affinity": overrides.pop("affinity_weight")}
     cfg = cfg.merge(overrides, origin="command line")
     if not args.resume and not cfg.data_root:
         raise ValueError("--data-root is required")
@@ -168,6 +198,44 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
         "input_size": model.config.get("input_size"),
     }
     print(format_table(metrics, names))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
+    """``danet inspect``: the attention diagnostics (and mIoU) of a checkpoint on a split."""
+    import danet
+    from danet.data import build_dataset
+    from danet.engine import evaluate
+
+    model = danet.load(args.checkpoint, map_location=args.device)
+    dataset = build_dataset(args.dataset, args.data_root, args.split)
+    if model.num_classes != dataset.num_classes:
+        raise ValueError(
+            f"{args.checkpoint}: checkpoint has {model.num_classes} classes but dataset "
+            f"{args.dataset} has {dataset.num_classes}"
+        )
+    if args.max_images is not None:
+        if args.max_images < 1:
+            raise ValueError(f"--max-images {args.max_images} must be at least 1")
+        dataset.pairs = dataset.pairs[: args.max_images]
+    metrics = evaluate(model, dataset, device=args.device, diagnostics=True)
+    result = {
+        **metrics["attention"],
+        "miou": metrics["miou"],
+        "pixel_acc": metrics["pixel_acc"],
+        "checkpoint": str(args.checkpoint),
+        "dataset": args.dataset,
+        "split": args.split,
+        "images": len(dataset),
+        "input_size": model.config.get("input_size"),
+    }
+    width = max(len(k) for k in metrics["attention"])
+    for key, value in metrics["attention"].items():
+        print(f"{key:<{width}}  {value:.4f}")
+    print(f"{'miou':<{width}}  {metrics['miou']:.4f}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
@@ -232,6 +300,7 @@ COMMANDS = {
     "attention": run_attention,
     "export": run_export,
     "demo": run_demo,
+    "inspect": run_inspect,
 }
 
 

@@ -25,6 +25,8 @@ class TrainConfig:
     pretrained: str | None = "imagenet"  # "imagenet", a weight file, or None for random init
     attention: str = "both"
     cam_variant: str = "paper"
+    pam_reduction: int = 8
+    pam_scale: str = "none"  # "learned": softmax(s Q^T K) with a learnable s (a departure)
     aux_head: bool = False
     input_size: list[int] | None = None  # the model's native (H, W) for eval, predict, export
     # data
@@ -43,7 +45,11 @@ class TrainConfig:
     weight_decay: float = 1e-4
     poly_power: float = 0.9
     warmup_iters: int = 0
-    # loss weights of the outputs; the paper weighs out, pam and cam equally
+    attention_lr_mult: float = 1.0  # extra lr factor on PAM/CAM's gamma, scale, query and key
+    attention_weight_decay: float | None = None  # weight decay of gamma and scale (None: as all)
+    affinity_queries: int = 1024  # query pixels per image sampled for the "affinity" loss
+    # loss weights of the outputs; the paper weighs out, pam and cam equally. "affinity" (off in
+    # the paper) supervises PAM's rows with the labels: -log(attention mass on same-class keys)
     loss_weights: dict[str, float] = field(
         default_factory=lambda: {"out": 1.0, "pam": 1.0, "cam": 1.0, "aux": 0.4}
     )
@@ -77,6 +83,8 @@ class TrainConfig:
         unknown = sorted(set(values) - names)
         if unknown:
             raise ValueError(f"{origin}: unknown config keys {unknown}")
+        if isinstance(values.get("loss_weights"), dict):  # named weights update the defaults
+            values = {**values, "loss_weights": {**self.loss_weights, **values["loss_weights"]}}
         return dataclasses.replace(self, **values)
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -26,6 +27,7 @@ from danet.checkpoint import (
 from danet.config import TrainConfig
 from danet.data import DATASETS, SegmentationDataset, build_dataset
 from danet.data.transforms import Augmented, normalize, train_transform
+from danet.diagnostics import AttentionInputs, AttentionStats, attention_modules
 from danet.distributed import cleanup, init_distributed, is_main
 from danet.inference import predict_probs
 from danet.losses import DANetLoss
@@ -96,6 +98,8 @@ def build_model(cfg: TrainConfig, dataset: SegmentationDataset, pretrained: bool
         output_stride=cfg.output_stride,
         pretrained=resolve_pretrained(cfg) if pretrained else None,
         cam_variant=cfg.cam_variant,
+        pam_reduction=cfg.pam_reduction,
+        pam_scale=cfg.pam_scale,
         attention=cfg.attention,
         aux_head=cfg.aux_head,
         input_size=cfg.input_size,
@@ -104,13 +108,28 @@ def build_model(cfg: TrainConfig, dataset: SegmentationDataset, pretrained: bool
 
 
 def _param_groups(model: DANet, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Backbone at lr; head at ``head_lr_mult``; the attention's gamma, scale, query and key at
+    ``head_lr_mult * attention_lr_mult``, their scalars with ``attention_weight_decay``."""
     backbone = [p for p in model.backbone.parameters() if p.requires_grad]
-    ids = {id(p) for p in backbone}
-    head = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
-    return [
+    scalars, qk = [], []
+    for name, p in model.head.named_parameters():
+        if p.requires_grad and name.endswith((".gamma", ".log_scale")):
+            scalars.append(p)
+        elif p.requires_grad and ".attention.query." in name or ".attention.key." in name:
+            qk.append(p)
+    taken = {id(p) for p in backbone + scalars + qk}
+    head = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
+    attn_mult = cfg.head_lr_mult * cfg.attention_lr_mult
+    scalar_group: dict[str, Any] = {"params": scalars, "lr_mult": attn_mult}
+    if cfg.attention_weight_decay is not None:
+        scalar_group["weight_decay"] = cfg.attention_weight_decay
+    groups = [
         {"params": backbone, "lr_mult": 1.0},
         {"params": head, "lr_mult": cfg.head_lr_mult},
+        {"params": qk, "lr_mult": attn_mult},
+        scalar_group,
     ]
+    return [g for g in groups if g["params"]]
 
 
 def _log(run: Path, row: dict[str, Any]) -> None:
@@ -127,6 +146,24 @@ def _truncate_log(run: Path, step: int) -> None:
         atomic_write(path, lambda tmp: Path(tmp).write_text("".join(r + "\n" for r in kept)))
 
 
+def _plot_attention(pam_ax: Any, cam_ax: Any, val: list[dict[str, Any]]) -> None:
+    """Each validation's attention diagnostics: is PAM sharper than uniform, is CAM saturated."""
+    panels = {
+        pam_ax: ("PAM (val)", ("pam_lift", "pam_entropy", "pam_gamma", "pam_scale")),
+        cam_ax: ("CAM (val)", ("cam_max_weight", "cam_entropy", "cam_gamma")),
+    }
+    for ax, (title, keys) in panels.items():
+        for key in keys:
+            points = [(r["step"], r[key]) for r in val if key in r]
+            if points:
+                ax.plot(*zip(*points, strict=True), "o-", label=key)
+        ax.axhline(1.0, color="gray", lw=0.5)
+        ax.set_xlabel("iteration")
+        ax.set_title(title)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+
+
 def plot_curves(run: str | Path) -> Path:
     """Draw the training loss and val mIoU from ``metrics.jsonl`` into ``curves.png``."""
     import matplotlib
@@ -138,7 +175,7 @@ def plot_curves(run: str | Path) -> Path:
     rows = [json.loads(r) for r in (run / METRICS_NAME).read_text().splitlines() if r.strip()]
     train = [r for r in rows if "loss" in r]
     val = [r for r in rows if "val_miou" in r]
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, ax = plt.subplots(1, 4, figsize=(20, 3.5))
     if train:
         steps = [r["step"] for r in train]
         losses = [r["loss"] for r in train]
@@ -155,6 +192,7 @@ def plot_curves(run: str | Path) -> Path:
         ax[1].plot([r["step"] for r in val], [100 * r["val_miou"] for r in val], "o-")
     ax[1].set_xlabel("iteration")
     ax[1].set_title("val mIoU (%)")
+    _plot_attention(ax[2], ax[3], val)
     fig.tight_layout()
     out = run / CURVES_NAME
     atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
@@ -171,28 +209,40 @@ def evaluate(
     sliding_window: bool = False,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    diagnostics: bool = False,
 ) -> dict[str, Any]:
     """mIoU, pixel accuracy and per-class IoU of ``model`` on ``dataset``, one image at a time.
 
     Under torch.distributed each rank takes every world-th image and the confusion matrix is
-    summed once at the end.
+    summed once at the end. With ``diagnostics``, ``"attention"`` holds the figures of
+    :mod:`danet.diagnostics`, measured at the first of ``scales`` (unflipped).
     """
     was_training = model.training
     model.eval()
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1
     matrix = ConfusionMatrix(dataset.num_classes)
+    probe = AttentionInputs(model)
+    stats = AttentionStats(probe.modules, ignore_index=dataset.meta()["ignore_index"])
     indices = range(rank, len(dataset), world)
-    for i in tqdm(indices, desc="eval", disable=not (progress and is_main()), leave=False):
-        image, mask = dataset[i]
-        x = normalize(image, model.mean, model.std)[None].to(device)
-        probs = predict_probs(
-            model, x, scales, flip, sliding_window, model.config.get("input_size")
-        )
-        matrix.update(probs.argmax(1)[0], torch.from_numpy(mask))
+    with probe if diagnostics else contextlib.nullcontext():
+        for i in tqdm(indices, desc="eval", disable=not (progress and is_main()), leave=False):
+            image, mask = dataset[i]
+            x = normalize(image, model.mean, model.std)[None].to(device)
+            probs = predict_probs(
+                model, x, scales, flip, sliding_window, model.config.get("input_size")
+            )
+            target = torch.from_numpy(mask)
+            matrix.update(probs.argmax(1)[0], target)
+            if diagnostics:
+                stats.update(probe.pop(), target[None])
     matrix.all_reduce()
     model.train(was_training)
-    return matrix.compute()
+    metrics = matrix.compute()
+    if diagnostics:
+        stats.all_reduce()
+        metrics["attention"] = stats.compute()
+    return metrics
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
@@ -303,14 +353,17 @@ def _train(
         save_model(model, run)
 
     def validate(step: int) -> dict[str, Any]:
-        metrics = evaluate(model, val_set, cfg.eval_scales, device=device)
+        metrics = evaluate(model, val_set, cfg.eval_scales, device=device, diagnostics=True)
         if main:
-            _log(
-                run,
-                {"step": step, "val_miou": metrics["miou"], "val_pixel_acc": metrics["pixel_acc"]},
-            )
+            row = {"step": step, "val_miou": metrics["miou"], "val_pixel_acc": metrics["pixel_acc"]}
+            _log(run, {**row, **metrics["attention"]})
             plot_curves(run)
         return metrics
+
+    # The affinity loss needs the PAM's queries and keys of this batch, with their graph.
+    pam = attention_modules(model).get("pam")
+    use_affinity = bool(cfg.loss_weights.get("affinity")) and pam is not None
+    probe = AttentionInputs(model, detach=False, names=("pam",))
 
     net.train()
     bar = tqdm(total=total, initial=start, disable=not main, desc="train", dynamic_ncols=True)
@@ -324,9 +377,16 @@ def _train(
             images.to(device, non_blocking=True),
             targets.to(device, non_blocking=True),
         )
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        with (
+            probe if use_affinity else contextlib.nullcontext(),
+            torch.autocast(device.type, dtype=torch.float16, enabled=amp),
+        ):
             logits = net(images)
-        loss, parts = criterion(logits, targets)
+            pam_qk = None
+            if use_affinity:
+                x = probe.pop()["pam"]
+                pam_qk = (*pam.queries_keys(x), tuple(x.shape[-2:]))
+        loss, parts = criterion(logits, targets, pam_qk, cfg.affinity_queries)
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"loss is {loss.item()} at step {step + 1}; stopped, and the last good checkpoint "

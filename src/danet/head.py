@@ -66,6 +66,7 @@ class DAHead(nn.Module):
         cam_variant: str = "paper",
         pam_reduction: int = 8,
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
+        pam_scale: str = "none",
     ) -> None:
         super().__init__()
         if attention not in ATTENTIONS:
@@ -75,7 +76,10 @@ class DAHead(nn.Module):
         self.branches = nn.ModuleDict()
         if attention in ("both", "pam"):
             self.branches["pam"] = Branch(
-                in_channels, inter, PositionAttention(inter, pam_reduction), norm_layer
+                in_channels,
+                inter,
+                PositionAttention(inter, pam_reduction, scale=pam_scale),
+                norm_layer,
             )
         if attention in ("both", "cam"):
             self.branches["cam"] = Branch(

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from danet.attention import CAM_VARIANTS
+from danet.attention import CAM_VARIANTS, PAM_SCALES
 from danet.head import ATTENTIONS, DAHead, FCNHead
 
 OUTPUT_STRIDES = (8, 16, 32)
@@ -48,6 +48,8 @@ class DANet(
         attention: ``"both"`` (DANet), ``"pam"``, ``"cam"`` or ``"none"`` (dilated FCN baseline).
         aux_head: add mmsegmentation's FCN auxiliary head on the stride-8 c3 features.
         pam_reduction: PAM's query/key channel reduction (8 in the paper).
+        pam_scale: ``"none"`` (the paper, ``softmax(Q^T K)``) or ``"learned"``: a learnable
+            temperature, ``softmax(s Q^T K)`` with ``s`` starting at 1 (docs/attention_alive.md).
         class_names, palette, input_size, ignore_index: metadata kept in the saved config, used by
             ``predict``, ``danet eval`` and ``danet export``.
 
@@ -66,6 +68,7 @@ class DANet(
         attention: str = "both",
         aux_head: bool = False,
         pam_reduction: int = 8,
+        pam_scale: str = "none",
         class_names: list[str] | None = None,
         palette: list[list[int]] | None = None,
         input_size: list[int] | None = None,
@@ -81,6 +84,14 @@ class DANet(
             raise ValueError(f"cam_variant={cam_variant!r} is not one of {CAM_VARIANTS}")
         if attention not in ATTENTIONS:
             raise ValueError(f"attention={attention!r} is not one of {ATTENTIONS}")
+        if pam_scale not in PAM_SCALES:
+            raise ValueError(f"pam_scale={pam_scale!r} is not one of {PAM_SCALES}")
+        if (
+            isinstance(pam_reduction, bool)
+            or not isinstance(pam_reduction, int)
+            or pam_reduction < 1
+        ):
+            raise ValueError(f"pam_reduction={pam_reduction!r} must be a positive integer")
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(
                 f"class_names has {len(class_names)} names but num_classes={num_classes}"
@@ -105,7 +116,9 @@ class DANet(
 
             load_backbone_weights(self.backbone, backbone, pretrained)
         c3, c4 = self.backbone.feature_info.channels()
-        self.head = DAHead(c4, num_classes, attention, cam_variant, pam_reduction)
+        self.head = DAHead(
+            c4, num_classes, attention, cam_variant, pam_reduction, pam_scale=pam_scale
+        )
         self.aux = FCNHead(c3, num_classes) if aux_head else None
         data_cfg = timm.data.resolve_data_config({}, model=self.backbone)
         self.mean, self.std = list(data_cfg["mean"]), list(data_cfg["std"])

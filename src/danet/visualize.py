@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from torch import nn
 from torch.func import functional_call
@@ -34,10 +35,8 @@ def pam_rows(pam: PositionAttention, x: torch.Tensor, indices: torch.Tensor) -> 
     ``x`` is the module's (B, C, H, W) input; returns (B, len(indices), H*W): for each chosen
     pixel, how much it attends to every position. Memory is O(len(indices) * N).
     """
-    q = pam.query(x).flatten(2)  # (B, d, N)
-    k = pam.key(x).flatten(2)  # (B, d, N)
-    q_rows = q[:, :, indices].transpose(1, 2)  # (B, P, d)
-    return (q_rows @ k).softmax(dim=-1)  # (B, P, N)
+    q, k = pam.queries_keys(x)  # (B, N, d) each, q scaled by the module's temperature
+    return (q[:, indices] @ k.transpose(1, 2)).softmax(dim=-1)  # (B, P, N)
 
 
 def cam_attended(cam: ChannelAttention, x: torch.Tensor) -> torch.Tensor:
@@ -113,14 +112,22 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _pam_figure(image: np.ndarray, point: tuple[int, int], heat: np.ndarray, path: Path) -> Path:
-    fig = Figure(figsize=(10, 4))
+def uniform_norm(ratio: np.ndarray) -> TwoSlopeNorm:
+    """A colour scale for attention weights divided by the uniform weight 1/N: white at 1 (the
+    uniform row), red above, blue below, and at least 0..2, so a flat map stays pale."""
+    return TwoSlopeNorm(vcenter=1.0, vmin=0.0, vmax=max(float(ratio.max()), 2.0))
+
+
+def _pam_figure(image: np.ndarray, point: tuple[int, int], ratio: np.ndarray, path: Path) -> Path:
+    """``ratio``: the pixel's attention row times N (1 everywhere for a uniform row)."""
+    fig = Figure(figsize=(11, 4))
     left, right = fig.subplots(1, 2)
     left.imshow(image)
     left.set_title(f"pixel ({point[0]}, {point[1]})")
-    right.imshow(image)
-    right.imshow(heat, cmap="jet", alpha=0.5)
-    right.set_title("position attention of this pixel")
+    right.imshow(image, alpha=0.6)
+    shown = right.imshow(ratio, cmap="bwr", norm=uniform_norm(ratio), alpha=0.6)
+    fig.colorbar(shown, ax=right, fraction=0.035, label="weight / uniform weight (1/N)")
+    right.set_title(f"position attention: peak {ratio.max():.1f}x uniform")
     for ax in (left, right):
         ax.plot(*point, marker="*", color="white", markeredgecolor="black", markersize=16)
         ax.axis("off")
@@ -161,7 +168,9 @@ def attention_figures(
     """Draw the paper's attention figures for one image; returns the PNGs written into ``out``.
 
     - ``pam_x<X>_y<Y>.png`` per point (x, y in image pixels; :func:`default_points` when empty):
-      the pixel's position-attention map over the whole image, overlaid on it.
+      the pixel's position-attention map over the whole image, overlaid on it, as multiples of
+      the uniform weight 1/N on a scale centred there (:func:`uniform_norm`), so that a
+      near-uniform row looks flat; the title gives the peak's multiple of uniform.
     - ``cam_channels.png``: the channel-attended maps ``softmax(E) X`` of ``channels``, or of
       :func:`distinct_channels`.
     """
@@ -207,7 +216,7 @@ def attention_figures(
         fh, fw = feats.shape[-2:]
         indices = torch.tensor([_feature_index(p, (h, w), (fh, fw)) for p in points])
         rows = pam_rows(branches["pam"].attention, feats, indices.to(device))[0]  # (P, N)
-        heat = _upsample(rows.reshape(-1, fh, fw).cpu(), (h, w))
+        heat = _upsample(rows.reshape(-1, fh, fw).cpu() * (fh * fw), (h, w))  # x uniform
         for point, heat_map in zip(points, heat, strict=True):
             path = out / f"pam_x{point[0]}_y{point[1]}.png"
             written.append(_pam_figure(rgb, point, heat_map, path))
