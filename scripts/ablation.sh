@@ -3,7 +3,8 @@
 # (configs/camvid.yaml) and the same shorter budget. Resumable: rerun it after a kill.
 # Usage: scripts/ablation.sh DATA_ROOT [ITERS] [SEED] [VARIANTS...]   (foreground; wrap in nohup)
 #   VARIANTS default to "none pam cam both"; seed 0 runs go to runs/ablation_<variant>_<iters>,
-#   other seeds to runs/ablation_<variant>_<iters>_seed<SEED>.
+#   other seeds to runs/ablation_<variant>_<iters>_seed<SEED>. Each eval JSON (with the attention
+#   diagnostics) is copied to results/ablation/<run>.json.
 set -euo pipefail
 data=$1; iters=${2:-300}; seed=${3:-0}
 shift $(($# < 3 ? $# : 3))
@@ -19,5 +20,6 @@ for attention in $variants; do
       --iters "$iters" --eval-every 0 --seed "$seed" --out "$run"
   fi
   .venv/bin/danet eval --checkpoint "$run" --dataset camvid --data-root "$data" --split val \
-    --json "$run/eval.json"
+    --diagnostics --json "$run/eval.json"
+  mkdir -p results/ablation && cp "$run/eval.json" "results/ablation/$(basename "$run").json"
 done

@@ -1,8 +1,9 @@
-"""Print the ablation as a markdown table from finished runs (their eval.json and metrics.jsonl).
+"""Print the ablation as a markdown table from finished runs' eval JSON (results/ablation/*.json,
+or runs' eval.json) and, where present, their metrics.jsonl (step times).
 
-Runs of one variant (several seeds) share a row: mean val mIoU, each seed's mIoU, and the median
-step time over all their steps (robust to the odd step slowed by another job on the machine).
-Usage: python scripts/ablation_table.py runs/ablation_*_300*
+Runs of one variant (several seeds) share a row: mean val mIoU, each seed's mIoU, the attention
+diagnostics averaged over seeds (from ``danet eval --diagnostics``), and the median step time.
+Usage: python scripts/ablation_table.py results/ablation/*_300*.json   (or run folders)
 """
 
 from __future__ import annotations
@@ -16,40 +17,59 @@ from pathlib import Path
 import danet
 
 NAMES = {"none": "FCN baseline", "pam": "PAM only", "cam": "CAM only", "both": "DANet (PAM + CAM)"}
+DIAGNOSTICS = ("pam_lift", "pam_entropy", "pam_gamma", "cam_max_weight", "cam_gamma")
 
 
-def _read(run: Path) -> tuple[str, int, float, list[float]]:
-    config = json.loads((run / "run_config.json").read_text())
-    miou = json.loads((run / "eval.json").read_text())["miou"]
-    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return config["attention"], config["seed"], miou, [s["sec"] for s in steps if "sec" in s]
+def _read(path: Path) -> dict | None:
+    """One run's config, eval JSON and step times; None (with a note) when it has not finished."""
+    run = path if path.is_dir() else Path("runs") / path.stem
+    eval_json = path / "eval.json" if path.is_dir() else path
+    if not eval_json.is_file():
+        print(f"skipping {path}: no eval.json (not finished)", file=sys.stderr)
+        return None
+    result = json.loads(eval_json.read_text())
+    config = (
+        json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+    )
+    if not config:  # no run folder beside the JSON: the checkpoint named in it
+        config = danet.load(result["checkpoint"]).config
+    rows = (run / "metrics.jsonl").read_text().splitlines() if run.is_dir() else []
+    seconds = [r["sec"] for r in map(json.loads, rows) if "sec" in r]
+    seed = json.loads((run / "run_config.json").read_text())["seed"] if run.is_dir() else 0
+    return {"config": config, "seed": seed, "result": result, "seconds": seconds, "run": run}
 
 
-def main(runs: list[str]) -> None:
+def _cell(values: list[float], digits: int = 2) -> str:
+    return f"{statistics.mean(values):.{digits}f}" if values else "—"
+
+
+def main(paths: list[str]) -> None:
     """Print the header and one row per variant, in the order FCN, PAM, CAM, DANet."""
-    by_variant: dict[str, list[tuple[int, float, list[float]]]] = defaultdict(list)
-    folders: dict[str, Path] = {}
-    for run in map(Path, runs):
-        if not (run / "eval.json").is_file():
-            print(f"skipping {run}: no eval.json (not finished)", file=sys.stderr)
-            continue
-        attention, seed, miou, seconds = _read(run)
-        by_variant[attention].append((seed, miou, seconds))
-        folders[attention] = run
-    print("| variant | params | val mIoU (mean ± sd) | per seed | s/step (median) |")
-    print("|---|---:|---:|---|---:|")
+    by_variant: dict[str, list[dict]] = defaultdict(list)
+    for path in map(Path, paths):
+        read = _read(path)
+        if read is not None:
+            by_variant[read["config"].get("attention", "both")].append(read)
+    head = "| variant | val mIoU (mean ± sd) | per seed | " + " | ".join(DIAGNOSTICS)
+    print(head + " | s/step (median) |")
+    print("|---|---:|---|" + "---:|" * len(DIAGNOSTICS) + "---:|")
     for attention in (a for a in NAMES if a in by_variant):
-        results = sorted(by_variant[attention])
-        mious = [100 * miou for _, miou, _ in results]
-        seeds = ", ".join(
-            f"{m:.2f} (seed {seed})" for (seed, _, _), m in zip(results, mious, strict=True)
-        )
-        seconds = statistics.median(s for *_, secs in results for s in secs)
+        runs = sorted(by_variant[attention], key=lambda r: r["seed"])
+        mious = [100 * r["result"]["miou"] for r in runs]
+        seeds = ", ".join(f"{m:.2f} (seed {r['seed']})" for r, m in zip(runs, mious, strict=True))
         spread = statistics.stdev(mious) if len(mious) > 1 else 0.0
-        params = sum(p.numel() for p in danet.load(folders[attention]).parameters()) / 1e6
+        diag = [
+            _cell(
+                [r["result"]["attention"][k] for r in runs if k in r["result"].get("attention", {})]
+            )
+            for k in DIAGNOSTICS
+        ]
+        seconds = [s for r in runs for s in r["seconds"]]
+        step = f"{statistics.median(seconds):.2f} s" if seconds else "—"
         print(
-            f"| {NAMES[attention]} | {params:.2f} M | **{statistics.mean(mious):.2f}** ± {spread:.2f} "
-            f"| {seeds} | {seconds:.2f} s |"
+            f"| {NAMES[attention]} | **{statistics.mean(mious):.2f}** ± {spread:.2f} | {seeds} | "
+            + " | ".join(diag)
+            + f" | {step} |"
         )
 
 

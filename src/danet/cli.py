@@ -68,6 +68,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sliding-window", action="store_true")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="write the metrics here")
+    p.add_argument(
+        "--diagnostics", action="store_true", help="also measure the attention (as danet inspect)"
+    )
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -183,7 +186,15 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
             f"{args.checkpoint}: checkpoint has {model.num_classes} classes but dataset "
             f"{args.dataset} has {dataset.num_classes}"
         )
-    metrics = evaluate(model, dataset, args.scales, args.flip, args.sliding_window, args.device)
+    metrics = evaluate(
+        model,
+        dataset,
+        args.scales,
+        args.flip,
+        args.sliding_window,
+        args.device,
+        diagnostics=args.diagnostics,
+    )
     names = list(dataset.class_names)
     result = {
         **metrics,
