@@ -7,16 +7,18 @@ with ``torch.load(weights_only=True)`` so that a crafted file cannot run code.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
 
 from danet.model import DANet
 
@@ -31,16 +33,26 @@ def bundled_models() -> list[str]:
     return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / WEIGHTS_NAME).is_file())
 
 
+def _disk_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` on a temp file beside ``path``, fsync it, then rename it over ``path``.
 
-    A crash or a full disk at any moment leaves either the old file or the new one, never a torn one.
+    A crash or a full disk at any moment leaves either the old file or the new one, never a torn
+    one. Any failure to write is an ``OSError`` that names ``path`` and the reason ("No space left
+    on device", "Permission denied", ...), not the temp file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -48,8 +60,14 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        full = not isinstance(err, OSError) and tmp is not None and _disk_full(path.parent)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno is not None:
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        if full:  # a writer that hides the OSError (torch's zip writer, ONNX) on a full disk
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from err
         raise
 
 
@@ -60,16 +78,44 @@ def save_model(model: DANet, folder: str | Path, half: bool = False) -> Path:
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     config = json.dumps(model.config, indent=2)
-    atomic_write(
-        folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"})
-    )
+    data = save(state, metadata={"format": "pt"})  # bytes: a full disk is a plain OSError
+    atomic_write(folder / WEIGHTS_NAME, lambda tmp: Path(tmp).write_bytes(data))
     atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(config))
     return folder
 
 
+class _KeepError:
+    """A file wrapper that remembers the ``OSError`` of a write, which ``torch.save`` turns into a
+    RuntimeError ("unexpected pos ...") that no longer says why."""
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _torch_save(state: dict[str, Any], tmp: str) -> None:
+    with open(tmp, "wb") as f:
+        keep = _KeepError(f)
+        try:
+            torch.save(state, keep)
+        except RuntimeError:
+            if keep.error is not None:
+                raise keep.error from None
+            raise
+
+
 def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
     """Atomically ``torch.save`` a training checkpoint (tensors, numbers, strings, lists, dicts)."""
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    atomic_write(path, lambda tmp: _torch_save(state, tmp))
 
 
 def load_training_state(path: str | Path) -> dict[str, Any]:
@@ -90,17 +136,30 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def _build(config: dict[str, Any], origin: Path) -> DANet:
+def _build(
+    config: dict[str, Any], state: dict[str, Any], origin: Path, weights_origin: Path
+) -> DANet:
+    """Build the model of ``config`` for weights of the shapes in ``state``.
+
+    The config is first built on the meta device, which allocates nothing, and checked against
+    the weights: a config that does not match its weights (``num_classes: 20000000``) is refused
+    before any memory is spent on it.
+    """
     if not isinstance(config, dict):
         raise ValueError(f"{origin}: the model config is not a JSON object")
+    args = {k: v for k, v in config.items() if k != "pretrained"}
     try:
-        return DANet(**{k: v for k, v in config.items() if k != "pretrained"})
-    except TypeError as err:
+        with torch.device("meta"):
+            skeleton = DANet(**args)
+    except (TypeError, ValueError) as err:
         raise ValueError(f"{origin}: bad model config ({err})") from None
+    check_shapes(skeleton.state_dict(), state, weights_origin)
+    return DANet(**args)
 
 
-def _load_weights(model: DANet, state: dict[str, torch.Tensor], origin: Path) -> DANet:
-    own = model.state_dict()
+def check_shapes(own: dict[str, Any], state: dict[str, Any], origin: str | Path) -> None:
+    """Raise a ValueError naming ``origin`` unless ``state`` (name -> shape) has the names and
+    shapes of ``own`` (a model's state dict)."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
@@ -108,14 +167,35 @@ def _load_weights(model: DANet, state: dict[str, torch.Tensor], origin: Path) ->
             f"{origin}: weights do not match the config (missing {missing[:3]}, "
             f"unexpected {unexpected[:3]})"
         )
-    for name, tensor in state.items():
-        if tensor.shape != own[name].shape:
+    for name, shape in state.items():
+        if tuple(shape) != tuple(own[name].shape):
             raise ValueError(
-                f"{origin}: {name} is {tuple(tensor.shape)} but the model expects "
+                f"{origin}: {name} is {tuple(shape)} but the config makes it "
                 f"{tuple(own[name].shape)}"
             )
+
+
+def _load_weights(model: DANet, state: dict[str, torch.Tensor], origin: Path) -> DANet:
+    check_shapes(model.state_dict(), {k: v.shape for k, v in state.items()}, origin)
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def _safetensors_shapes(path: Path) -> dict[str, list[int]]:
+    """Tensor names and shapes from a safetensors header, without reading the data."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {name: f.get_slice(name).get_shape() for name in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
 
 
 def resolve(name_or_path: str | Path) -> Path:
@@ -156,12 +236,15 @@ def load(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> 
             ) from None
         except json.JSONDecodeError as err:
             raise ValueError(f"{config_path}: not valid JSON ({err})") from None
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError) as err:
-            raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
-        model = _load_weights(_build(config, config_path), state, path)
+        model = _build(config, _safetensors_shapes(path), config_path, path)
+        model = _load_weights(model, _load_safetensors(path), path)
     else:
         state = load_training_state(path)
-        model = _load_weights(_build(state["config"], path), state["model"], path)
+        weights = state["model"]
+        if not isinstance(weights, dict) or not all(
+            isinstance(v, torch.Tensor) for v in weights.values()
+        ):
+            raise ValueError(f"{path}: its 'model' is not a dict of tensors")
+        shapes = {k: v.shape for k, v in weights.items()}
+        model = _load_weights(_build(state["config"], shapes, path, path), weights, path)
     return model.to(map_location)

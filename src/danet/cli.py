@@ -8,16 +8,45 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
+from danet.writable import check_writable_dir, check_writable_file
+
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError)
+MAX_PIXELS = 4096 * 4096  # danet.data.io.MAX_PIXELS, without importing torch for --help
 
 
 def _size(text: str) -> list[int]:
     parts = [int(p) for p in text.replace("x", ",").split(",")]
     return parts * 2 if len(parts) == 1 else parts
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _scale(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number > 0")
+    return value
+
+
+def _opset(text: str) -> int:
+    from torch.onnx import _constants
+
+    low = _constants.ONNX_BASE_OPSET  # what danet's graph needs (Resize with sizes, ...)
+    high = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET)
+    value = int(text)
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{value}: this torch exports opsets {low} to {high}")
+    return value
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -63,7 +92,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True)
     p.add_argument("--data-root", required=True)
     p.add_argument("--split", default="val")
-    p.add_argument("--scales", type=float, nargs="+", default=[1.0])
+    p.add_argument("--scales", type=_scale, nargs="+", default=[1.0])
     p.add_argument("--flip", action="store_true")
     p.add_argument("--sliding-window", action="store_true")
     p.add_argument("--device", default="cpu")
@@ -78,11 +107,13 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+")
     p.add_argument("--checkpoint", default="camvid")
     p.add_argument("--out", default="predictions")
-    p.add_argument("--scales", type=float, nargs="+", default=[1.0])
+    p.add_argument("--scales", type=_scale, nargs="+", default=[1.0])
     p.add_argument("--flip", action="store_true")
     p.add_argument("--sliding-window", action="store_true")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=_positive_int, default=4)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--max-pixels", type=_positive_int, default=None,
+                   help=f"refuse larger images (default {MAX_PIXELS}, about 150 bytes a pixel)")  # fmt: skip
 
 
 def _add_attention(sub: argparse._SubParsersAction) -> None:
@@ -99,10 +130,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write ONNX that onnxruntime runs")
     p.add_argument("--checkpoint", default="camvid")
     p.add_argument("--onnx", required=True)
-    p.add_argument("--height", type=int)
-    p.add_argument("--width", type=int)
+    p.add_argument("--height", type=_positive_int)
+    p.add_argument("--width", type=_positive_int)
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", type=_opset, default=17)
 
 
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
@@ -150,14 +181,15 @@ def run_train(args: argparse.Namespace) -> None:
     cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
     skip = {"config", "resume", "command", "debug"}
     overrides = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
-    if overrides.get("pretrained") == "none":
-        overrides["pretrained"] = None
     if "affinity_weight" in overrides:
         overrides["loss_weights"] = {"affinity": overrides.pop("affinity_weight")}
     cfg = cfg.merge(overrides, origin="command line")
     if not args.resume and not cfg.data_root:
         raise ValueError("--data-root is required")
-    metrics = train(cfg, resume=args.resume)
+    # with --resume, every value given (flags, and the whole recipe of a --config) is checked
+    # against the saved run: equal is fine, a change it cannot honour is an error
+    given = cfg.to_dict() if args.config else {k: getattr(cfg, k) for k in overrides}
+    metrics = train(cfg, resume=args.resume, changes=given if args.resume else None)
     if metrics:
         print(f"val mIoU {100 * metrics['miou']:.2f}%  pixel acc {100 * metrics['pixel_acc']:.2f}%")
 
@@ -176,9 +208,12 @@ def format_table(metrics: dict[str, Any], class_names: list[str]) -> str:
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     """``danet eval``: per-class table on stdout, JSON with the settings used."""
     import danet
+    from danet.checkpoint import atomic_write
     from danet.data import build_dataset
     from danet.engine import evaluate
 
+    if args.json:
+        check_writable_file(args.json)  # before the evaluation is spent
     model = danet.load(args.checkpoint, map_location=args.device)
     dataset = build_dataset(args.dataset, args.data_root, args.split)
     if model.num_classes != dataset.num_classes:
@@ -210,8 +245,8 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     }
     print(format_table(metrics, names))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        text = json.dumps(result, indent=2)
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))
     return result
 
 
@@ -257,6 +292,7 @@ def run_predict(args: argparse.Namespace) -> None:
     """``danet predict``."""
     from danet.predict import predict_paths
 
+    check_writable_dir(args.out)
     written = predict_paths(
         args.checkpoint,
         args.inputs,
@@ -266,6 +302,7 @@ def run_predict(args: argparse.Namespace) -> None:
         sliding_window=args.sliding_window,
         batch_size=args.batch_size,
         device=args.device,
+        max_pixels=args.max_pixels,
     )
     print(f"wrote {len(written) // 3} label/color/overlay PNG triples to {args.out}")
 
@@ -281,6 +318,7 @@ def run_attention(args: argparse.Namespace) -> None:
         except ValueError:
             raise ValueError(f"--points: {text!r} is not x,y") from None
         points.append((x, y))
+    check_writable_dir(args.out)
     written = attention_figures(
         args.checkpoint, args.image, points, args.out, args.channels, args.device
     )
@@ -291,6 +329,7 @@ def run_export(args: argparse.Namespace) -> None:
     """``danet export``."""
     from danet.export import export_onnx
 
+    check_writable_file(args.onnx)
     path = export_onnx(
         args.checkpoint, args.onnx, args.height, args.width, args.dynamic, args.opset
     )
@@ -301,6 +340,7 @@ def run_demo(args: argparse.Namespace) -> None:
     """``danet demo``."""
     from danet.demo import run_demo as demo
 
+    check_writable_dir(args.out)
     demo(args.out, args.checkpoint)
 
 
@@ -315,16 +355,35 @@ COMMANDS = {
 }
 
 
+def _one_line(err: BaseException) -> str:
+    """The message of an error as one line: an OSError as "reason: file", else its first line."""
+    if isinstance(err, OSError) and err.strerror and err.filename:
+        return f"{err.strerror}: {err.filename}"
+    if isinstance(err, KeyError) and err.args:
+        return str(err.args[0])
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def _check_device(args: argparse.Namespace) -> None:
+    if getattr(args, "device", None) and args.command != "train":  # train checks its recipe's
+        from danet.device import resolve_device
+
+        args.device = str(resolve_device(args.device))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        _check_device(args)
         COMMANDS[args.command](args)
-    except EXPECTED_ERRORS as err:
+    except (*EXPECTED_ERRORS, OSError, RuntimeError) as err:
+        # OSError: a full disk, a folder without write permission...; RuntimeError: a NaN loss,
+        # another run holding the run folder, and what torch raises on bad input
         if args.debug:
             raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"danet {args.command}: error: {message}", file=sys.stderr)
+        print(f"danet {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,15 +80,194 @@ class TrainConfig:
         return cls().merge(data, origin=str(path))
 
     def merge(self, values: dict[str, Any], origin: str = "config") -> TrainConfig:
-        """A copy with ``values`` replacing fields; unknown keys raise a ValueError naming them."""
+        """A copy with ``values`` replacing fields, each checked and converted by
+        :func:`check_values`; unknown keys and bad values raise a ValueError naming them."""
         names = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(values) - names)
         if unknown:
             raise ValueError(f"{origin}: unknown config keys {unknown}")
         if isinstance(values.get("loss_weights"), dict):  # named weights update the defaults
             values = {**values, "loss_weights": {**self.loss_weights, **values["loss_weights"]}}
-        return dataclasses.replace(self, **values)
+        return dataclasses.replace(self, **check_values(values, origin))
+
+    def validate(self, origin: str = "config") -> TrainConfig:
+        """This config with every field checked and converted (for configs built in Python)."""
+        return self.merge(self.to_dict(), origin)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for checkpoints and logs."""
         return dataclasses.asdict(self)
+
+
+# --- checking values at the boundary ---------------------------------------------------------
+# Each recipe value is checked once, where it enters (YAML file, command line, saved run
+# config), and converted to the type the code downstream expects. A YAML value is accepted when
+# the command line would accept the same text: ``crop_size: 128`` means [128, 128] as
+# ``--crop-size 128`` does, ``batch_size: "8"`` means 8, and ``pretrained: none`` (or null) means
+# no weights; anything else is refused with the key's name.
+
+
+def _label(name: str, origin: str) -> str:
+    if origin == "command line":
+        return "--" + name.replace("_", "-")
+    return f"{origin}: {name}"
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        return int(value.strip())
+    raise TypeError
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise TypeError
+    if isinstance(value, (int, float, str)):
+        number = float(value)
+        if math.isfinite(number):
+            return number
+    raise TypeError
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in (
+        "true",
+        "yes",
+        "on",
+        "false",
+        "no",
+        "off",
+    ):
+        return value.strip().lower() in ("true", "yes", "on")
+    raise TypeError
+
+
+def _str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise TypeError
+
+
+def _pretrained(value: Any) -> str | None:
+    if value is None or value is False or (isinstance(value, str) and value.lower() == "none"):
+        return None
+    return _str(value)
+
+
+def _ints(value: Any) -> list[int]:
+    if isinstance(value, str):
+        value = value.replace("x", ",").split(",")
+    if not isinstance(value, (list, tuple)):
+        value = [value]
+    numbers = [_int(v) for v in value]
+    if len(numbers) == 1:
+        numbers *= 2
+    if len(numbers) != 2:
+        raise TypeError
+    return numbers
+
+
+def _floats(value: Any) -> list[float]:
+    if not isinstance(value, (list, tuple)):
+        value = [value]
+    return [_float(v) for v in value]
+
+
+def _weights(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise TypeError
+    return {k: _float(v) for k, v in value.items()}
+
+
+def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else convert(value)
+
+
+def _at_least(low: float) -> Callable[[Any], bool]:
+    def ok(value: Any) -> bool:
+        values = value if isinstance(value, list) else [value]
+        return all(v is None or v >= low for v in values)
+
+    return ok
+
+
+def _positive(value: Any) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return bool(values) and all(v > 0 for v in values)
+
+
+_SIZE = "an integer >= 1 or H,W (two integers >= 1)"
+# field -> (convert, what it must be, range check)
+CHECKS: dict[str, tuple[Callable[[Any], Any], str, Callable[[Any], bool] | None]] = {
+    "dataset": (_str, "a dataset name", None),
+    "data_root": (_str, "a folder", None),
+    "train_split": (_str, "a split name", None),
+    "val_split": (_optional(_str), "a split name or ''", None),
+    "out": (_str, "a folder", None),
+    "backbone": (_str, "a timm model name", None),
+    "output_stride": (_int, "one of 8, 16, 32", lambda v: v in (8, 16, 32)),
+    "pretrained": (_pretrained, "'imagenet', a weight file or 'none'", None),
+    "attention": (_str, "one of both, pam, cam, none", None),
+    "cam_variant": (_str, "one of paper, original", None),
+    "pam_reduction": (_int, "an integer >= 1", _at_least(1)),
+    "pam_scale": (_str, "one of none, learned", None),
+    "aux_head": (_bool, "true or false", None),
+    "input_size": (_optional(_ints), _SIZE, _at_least(1)),
+    "crop_size": (_ints, _SIZE, _at_least(1)),
+    "base_size": (_optional(_ints), _SIZE, _at_least(1)),
+    "scale_range": (
+        _floats,
+        "two numbers 0 < low <= high",
+        lambda v: len(v) == 2 and 0 < v[0] <= v[1],
+    ),
+    "color_jitter": (_float, "a number >= 0", _at_least(0)),
+    "batch_size": (_int, "an integer >= 1", _at_least(1)),
+    "workers": (_int, "an integer >= 0", _at_least(0)),
+    "iters": (_optional(_int), "an integer >= 1", _at_least(1)),
+    "epochs": (_optional(_int), "an integer >= 1", _at_least(1)),
+    "lr": (_float, "a number > 0", _positive),
+    "head_lr_mult": (_float, "a number >= 0", _at_least(0)),
+    "momentum": (_float, "a number >= 0", _at_least(0)),
+    "weight_decay": (_float, "a number >= 0", _at_least(0)),
+    "poly_power": (_float, "a number >= 0", _at_least(0)),
+    "warmup_iters": (_int, "an integer >= 0", _at_least(0)),
+    "attention_lr_mult": (_float, "a number >= 0", _at_least(0)),
+    "attention_weight_decay": (_optional(_float), "a number >= 0", _at_least(0)),
+    "affinity_queries": (_int, "an integer >= 1", _at_least(1)),
+    "loss_weights": (_weights, "a mapping of output names to numbers >= 0", None),
+    "seed": (_int, "an integer >= 0", _at_least(0)),
+    "device": (_str, "auto, cpu, cuda or cuda:N", None),
+    "amp": (_bool, "true or false", None),
+    "channels_last": (_bool, "true or false", None),
+    "sync_bn": (_bool, "true or false", None),
+    "checkpoint_every": (_int, "an integer >= 1", _at_least(1)),
+    "eval_every": (_int, "an integer >= 0 (0: only at the end)", _at_least(0)),
+    "eval_scales": (_floats, "numbers > 0", _positive),
+}
+
+
+def check_values(values: dict[str, Any], origin: str = "config") -> dict[str, Any]:
+    """Check and convert recipe values; a bad one raises a ValueError naming the key (or the
+    flag, when ``origin`` is ``"command line"``), what it must be and what it was."""
+    checked = dict(values)
+    for name, value in values.items():
+        if name not in CHECKS:
+            continue
+        convert, expected, in_range = CHECKS[name]
+        try:
+            converted = convert(value)
+            ok = in_range is None or converted is None or in_range(converted)
+        except (TypeError, ValueError):
+            ok = False
+        if ok and name == "loss_weights":
+            ok = all(w >= 0 for w in converted.values())
+        if not ok:
+            raise ValueError(f"{_label(name, origin)} must be {expected}, not {value!r}")
+        checked[name] = converted
+    return checked

@@ -7,16 +7,17 @@ import os
 import torch
 import torch.distributed as dist
 
+from danet.device import resolve_device
+
 
 def init_distributed(device: str) -> tuple[int, int, torch.device]:
     """Join the process group when launched by torchrun; return (rank, world_size, device)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    resolved = resolve_device(device)
     if world == 1:
-        return 0, 1, torch.device(device)
+        return 0, 1, resolved
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if device.startswith("cuda"):
+    if resolved.type == "cuda":
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
     else:

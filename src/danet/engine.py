@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,9 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from danet.checkpoint import (
+    CONFIG_NAME,
     TRAIN_STATE_NAME,
+    WEIGHTS_NAME,
     atomic_write,
     load_training_state,
     save_model,
@@ -26,6 +30,7 @@ from danet.checkpoint import (
 )
 from danet.config import TrainConfig
 from danet.data import DATASETS, SegmentationDataset, build_dataset
+from danet.data.io import without_worker_tracebacks
 from danet.data.transforms import Augmented, normalize, train_transform
 from danet.diagnostics import AttentionInputs, AttentionStats, attention_modules
 from danet.distributed import cleanup, init_distributed, is_main
@@ -33,9 +38,19 @@ from danet.inference import predict_probs
 from danet.losses import DANetLoss
 from danet.metrics import ConfusionMatrix
 from danet.model import DANet, check_backbone
+from danet.resume import restore, resumed_config
+from danet.runfolder import append_row, has_row, locked, read_rows, remove_stale_temp_files
 from danet.weights import PACKAGED_WEIGHTS, packaged_weights_path
 
-METRICS_NAME, CURVES_NAME = "metrics.jsonl", "curves.png"
+METRICS_NAME, CURVES_NAME, RUN_CONFIG_NAME = "metrics.jsonl", "curves.png", "run_config.json"
+RUN_FILES = (
+    TRAIN_STATE_NAME,
+    WEIGHTS_NAME,
+    CONFIG_NAME,
+    METRICS_NAME,
+    CURVES_NAME,
+    RUN_CONFIG_NAME,
+)
 
 
 class TrainingDiverged(RuntimeError):
@@ -133,16 +148,14 @@ def _param_groups(model: DANet, cfg: TrainConfig) -> list[dict[str, Any]]:
 
 
 def _log(run: Path, row: dict[str, Any]) -> None:
-    with open(run / METRICS_NAME, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    append_row(run / METRICS_NAME, row)
 
 
 def _truncate_log(run: Path, step: int) -> None:
     """Drop log rows past ``step``: they belong to the part of a killed run that is redone."""
     path = run / METRICS_NAME
     if path.exists():
-        rows = [r for r in path.read_text().splitlines() if r.strip()]
-        kept = [r for r in rows if json.loads(r).get("step", 0) <= step]
+        kept = [json.dumps(r) for r in read_rows(path) if r.get("step", 0) <= step]
         atomic_write(path, lambda tmp: Path(tmp).write_text("".join(r + "\n" for r in kept)))
 
 
@@ -172,7 +185,7 @@ def plot_curves(run: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     run = Path(run)
-    rows = [json.loads(r) for r in (run / METRICS_NAME).read_text().splitlines() if r.strip()]
+    rows = read_rows(run / METRICS_NAME)
     train = [r for r in rows if "loss" in r]
     val = [r for r in rows if "val_miou" in r]
     fig, ax = plt.subplots(1, 4, figsize=(20, 3.5))
@@ -245,27 +258,39 @@ def evaluate(
     return metrics
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
-    """Train DANet with the paper's recipe; returns the final val metrics (rank 0) or {}."""
+def train(
+    cfg: TrainConfig, resume: bool = False, changes: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train DANet with the paper's recipe; returns the final val metrics (rank 0) or {}.
+
+    With ``resume``, the run in ``cfg.out`` continues with its saved recipe, and ``changes``
+    are the values given with ``--resume`` (see :func:`danet.resume.resumed_config`). The run
+    folder is locked for the life of the run; stale temp files of killed saves are removed.
+    """
+    cfg = cfg.validate()
     check_backbone(cfg.backbone)
     if cfg.dataset not in DATASETS:
         raise ValueError(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(sorted(DATASETS))}")
     run = Path(cfg.out)
     state_path = run / TRAIN_STATE_NAME
     state = None
-    if resume:
-        state = load_training_state(state_path)
-        cfg = TrainConfig().merge(state["run_config"], origin=str(state_path))
-    elif state_path.exists():
-        raise FileExistsError(
-            f"{run}: already holds a training checkpoint; pass --resume to continue it, "
-            "or choose another --out"
-        )
-    rank, world, device = init_distributed(cfg.device)
-    try:
-        return _train(cfg, state, run, rank, world, device)
-    finally:
-        cleanup()
+    main = int(os.environ.get("RANK", "0")) == 0
+    with locked(run) if main else nullcontext():
+        if main:
+            remove_stale_temp_files(run, RUN_FILES)
+        if resume:
+            state = load_training_state(state_path)
+            cfg = resumed_config(state.get("run_config"), changes or {}, state_path)
+        elif state_path.exists():
+            raise FileExistsError(
+                f"{run}: already holds a training checkpoint; pass --resume to continue it, "
+                "or choose another --out"
+            )
+        rank, world, device = init_distributed(cfg.device)
+        try:
+            return _train(cfg, state, run, rank, world, device)
+        finally:
+            cleanup()
 
 
 def _train(
@@ -287,18 +312,20 @@ def _train(
     optimizer = torch.optim.SGD(
         _param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
+    amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
     start = 0
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if torch.cuda.is_available() and "cuda" in state["rng"]:
-            torch.cuda.set_rng_state(state["rng"]["cuda"])
+        start = restore(state, run / TRAIN_STATE_NAME, model, optimizer, scaler)
     steps_per_epoch = max(len(dataset) // (cfg.batch_size * world), 1)
     if cfg.iters is None and cfg.epochs is None:
         raise ValueError("give --iters or --epochs")
     total = cfg.iters if cfg.iters is not None else cfg.epochs * steps_per_epoch
+    if total < start:
+        raise ValueError(
+            f"--iters/--epochs: the run in {run} already did {start} iterations, more than the "
+            f"{total} asked for; --resume can extend a run, not shorten it"
+        )
     net: nn.Module = model
     if world > 1:
         if cfg.sync_bn and device.type == "cuda":  # torch's SyncBatchNorm is CUDA-only
@@ -306,10 +333,6 @@ def _train(
         net = DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None
         )
-    amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    if state is not None and "scaler" in state:
-        scaler.load_state_dict(state["scaler"])
 
     dataset_aug = Augmented(
         dataset,
@@ -329,7 +352,8 @@ def _train(
     if main:
         run.mkdir(parents=True, exist_ok=True)
         _truncate_log(run, start)
-        (run / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        run_config = json.dumps(cfg.to_dict(), indent=2)
+        atomic_write(run / RUN_CONFIG_NAME, lambda tmp: Path(tmp).write_text(run_config))
 
     def save(step: int) -> None:
         if not main:
@@ -352,6 +376,8 @@ def _train(
         )
         save_model(model, run)
 
+    metrics: dict[str, Any] = {}
+
     def validate(step: int) -> dict[str, Any]:
         metrics = evaluate(model, val_set, cfg.eval_scales, device=device, diagnostics=True)
         if main:
@@ -365,11 +391,19 @@ def _train(
     use_affinity = bool(cfg.loss_weights.get("affinity")) and pam is not None
     probe = AttentionInputs(model, detach=False, names=("pam",))
 
+    schedule = state.get("scheduler") if state is not None else None
+    saved_total = schedule.get("total") if isinstance(schedule, dict) else None
+    if state is not None and val_set is not None and start > 0:
+        validation_step = start in (total, saved_total) or (
+            cfg.eval_every and start % cfg.eval_every == 0
+        )
+        if validation_step and not has_row(run / METRICS_NAME, start, "val_miou"):
+            metrics = validate(start)  # the run was killed during this validation
+
     net.train()
     bar = tqdm(total=total, initial=start, disable=not main, desc="train", dynamic_ncols=True)
     tic = time.perf_counter()
-    metrics: dict[str, Any] = {}
-    for step, (images, targets) in enumerate(loader, start):
+    for step, (images, targets) in enumerate(without_worker_tracebacks(loader), start):
         lr = poly_lr(cfg.lr, step, total, cfg.poly_power, cfg.warmup_iters)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_mult"]

@@ -1,7 +1,14 @@
-"""``danet predict``: label, colour and overlay PNGs for image files, folders and videos."""
+"""``danet predict``: label, colour and overlay PNGs for image files, folders and videos.
+
+Memory is bounded by a pixel budget (``max_pixels``, default ``danet.data.io.MAX_PIXELS``):
+images are decoded one at a time, an image or video frame larger than the budget is refused
+before it is decoded, and a batch holds at most ``batch_size`` images and at most the budget's
+worth of pixels, so large images go one at a time.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -13,7 +20,7 @@ from tqdm import tqdm
 
 from danet.checkpoint import load
 from danet.data import DataError, read_image
-from danet.data.io import IMAGE_EXTENSIONS, list_images
+from danet.data.io import IMAGE_EXTENSIONS, MAX_PIXELS, check_pixels, list_images
 from danet.data.transforms import normalize
 from danet.inference import predict_probs
 from danet.model import DANet
@@ -55,11 +62,20 @@ def overlay(image: np.ndarray, color: np.ndarray, alpha: float = OVERLAY_ALPHA) 
     return (blend + 0.5).astype(np.uint8)
 
 
-def _video_frames(path: Path) -> Iterator[tuple[str, np.ndarray]]:
+def _video_frames(path: Path, max_pixels: int | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """The frames of a video, named ``<stem>_<index:06d>``.
+
+    A video that ends before the frame count in its header says so on stderr (read against
+    promised); the frames read are still used, since some containers only estimate the count.
+    """
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise DataError(f"{path}: cannot open as a video")
+    promised = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
     try:
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        check_pixels(path, width, height, max_pixels)
         index = 0
         while True:
             ok, frame = capture.read()
@@ -71,6 +87,12 @@ def _video_frames(path: Path) -> Iterator[tuple[str, np.ndarray]]:
         capture.release()
     if index == 0:
         raise DataError(f"{path}: video has no readable frames")
+    if index < promised:
+        tqdm.write(
+            f"danet: warning: {path}: read {index} of the {promised} frames its header promises "
+            f"(truncated or damaged?); predicted the {index} read",
+            file=sys.stderr,
+        )
 
 
 def _frame_count(path: Path) -> int:
@@ -104,21 +126,31 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def _frames(files: Sequence[Path]) -> Iterator[tuple[str, np.ndarray]]:
+def _frames(
+    files: Sequence[Path], max_pixels: int | None = None
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Decode inputs one at a time, as they are needed."""
     for path in files:
         if path.suffix.lower() in VIDEO_EXTENSIONS:
-            yield from _video_frames(path)
+            yield from _video_frames(path, max_pixels)
         else:
-            yield path.stem, read_image(path)
+            yield path.stem, read_image(path, max_pixels)
 
 
 def _batches(
-    frames: Iterator[tuple[str, np.ndarray]], batch_size: int
+    frames: Iterator[tuple[str, np.ndarray]], batch_size: int, max_pixels: int | None = None
 ) -> Iterator[list[tuple[str, np.ndarray]]]:
-    """Consecutive frames of the same size, at most ``batch_size`` at a time."""
+    """Consecutive frames of the same size, at most ``batch_size`` of them and at most
+    ``max_pixels`` pixels in all (but always at least one frame)."""
+    budget = MAX_PIXELS if max_pixels is None else max_pixels
     batch: list[tuple[str, np.ndarray]] = []
     for name, image in frames:
-        if batch and (len(batch) == batch_size or image.shape != batch[0][1].shape):
+        pixels = image.shape[0] * image.shape[1]
+        if batch and (
+            len(batch) == batch_size
+            or image.shape != batch[0][1].shape
+            or (len(batch) + 1) * pixels > budget
+        ):
             yield batch
             batch = []
         batch.append((name, image))
@@ -140,13 +172,15 @@ def predict_paths(
     sliding_window: bool = False,
     batch_size: int = 4,
     device: str = "cpu",
+    max_pixels: int | None = None,
 ) -> list[Path]:
     """Segment images, folders of images and videos; write three PNGs per image or frame.
 
     For each input ``<stem>`` (``<video-stem>_<frame:06d>`` for video frames) ``out`` gets
     ``<stem>_label.png`` (uint8 class indices, the input's size), ``<stem>_color.png`` (the
     checkpoint's palette) and ``<stem>_overlay.png`` (the colours blended onto the image).
-    Returns the written paths.
+    Returns the written paths. Images over ``max_pixels`` (default
+    ``danet.data.io.MAX_PIXELS``) are refused, and batches hold at most that many pixels.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
@@ -161,7 +195,7 @@ def predict_paths(
     total = sum(_frame_count(p) if p.suffix.lower() in VIDEO_EXTENSIONS else 1 for p in files)
     written: list[Path] = []
     with tqdm(total=total, desc="predict", unit="img") as bar:
-        for batch in _batches(_frames(files), batch_size):
+        for batch in _batches(_frames(files, max_pixels), batch_size, max_pixels):
             x = torch.stack([normalize(image, model.mean, model.std) for _, image in batch])
             probs = predict_probs(model, x.to(device), scales, flip, sliding_window, input_size)
             labels = probs.argmax(1).to(torch.uint8).cpu().numpy()  # (B, H, W)

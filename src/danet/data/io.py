@@ -4,24 +4,58 @@ RGBA, grayscale, palette and 16-bit images are converted to 8-bit RGB, not refus
 file holds, the only exception that leaves these readers is ``DataError``; a file whose header
 claims more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels is refused before it is decoded, and only
 the decoders in ``FORMATS`` are ever run (no Ghostscript for an EPS named ``.png``).
+
+Memory: an image whose header claims more than ``MAX_PIXELS`` pixels (4096 x 4096, about 16.8
+million; ``max_pixels`` raises it) is refused before it is decoded. Inference takes about 150
+bytes a pixel (more with many classes), so the default bounds one image at about 2.5 GB.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF", "PPM")  # Pillow's names; JPEG covers MPO
+MAX_PIXELS = 4096 * 4096
+"""The default pixel budget of one input image (``danet predict/attention --max-pixels``)."""
+T = TypeVar("T")
 
 
 class DataError(ValueError):
     """Bad input data: the message names the file and says what is wrong."""
+
+
+def without_worker_tracebacks(batches: Iterable[T]) -> Iterator[T]:
+    """Iterate a DataLoader so that a worker's ``DataError`` comes out as its one line.
+
+    DataLoader re-raises a worker's exception with "Caught DataError in DataLoader worker
+    process N" and the worker's traceback as the message; this keeps only the original message.
+    """
+    try:
+        yield from batches
+    except DataError as err:
+        lines = str(err).strip().splitlines()
+        if len(lines) > 1 and lines[0].startswith("Caught DataError"):
+            prefix = f"{DataError.__module__}.{DataError.__qualname__}: "
+            raise DataError(lines[-1].removeprefix(prefix)) from None
+        raise
+
+
+def check_pixels(path: str | Path, width: int, height: int, max_pixels: int | None = None) -> None:
+    """Refuse an image of ``width`` x ``height`` above the pixel budget, before decoding it."""
+    budget = MAX_PIXELS if max_pixels is None else max_pixels
+    if width * height > budget:
+        raise DataError(
+            f"{path}: {width}x{height} image ({width * height} pixels) is over the pixel budget "
+            f"of {budget} (--max-pixels raises it; see danet predict --help)"
+        )
 
 
 def _first_line(err: BaseException) -> str:
@@ -86,10 +120,14 @@ def _rgb(image: Image.Image, path: Path) -> np.ndarray:
         raise DataError(f"{path}: unsupported image layout {image.mode} {array.shape}") from None
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Return the image at ``path`` as an HxWx3 uint8 RGB array."""
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """Return the image at ``path`` as an HxWx3 uint8 RGB array.
+
+    An image above ``max_pixels`` (default ``MAX_PIXELS``) is refused before it is decoded.
+    """
     path = Path(path)
     with _decoding(path), Image.open(path, formats=FORMATS) as image:
+        check_pixels(path, *image.size, max_pixels)
         image.load()
         return _rgb(image, path)
 
@@ -98,6 +136,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     """Return the label mask at ``path`` as an HxW int64 array (palette indices kept as is)."""
     path = Path(path)
     with _decoding(path), Image.open(path, formats=FORMATS) as image:
+        check_pixels(path, *image.size)
         image.load()
         if image.mode not in ("L", "P", "1", "I", "I;16", "I;16L", "I;16B", "I;16N"):
             raise DataError(
