@@ -143,12 +143,13 @@ def test_full_disk_during_save_keeps_previous_checkpoint(
     save_training_state(path, {"model": {"w": torch.ones(3)}, "config": {}, "step": 7})
 
     def full_disk(obj, f):
-        Path(f).write_bytes(b"\x80\x02partial")
+        f.write(b"\x80\x02partial")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="No space left") as caught:
         save_training_state(path, {"model": {"w": torch.zeros(3)}, "config": {}, "step": 8})
+    assert caught.value.filename == str(path)  # the checkpoint, not its temp file
     assert load_training_state(path)["step"] == 7
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temp file left
 

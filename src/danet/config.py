@@ -136,15 +136,6 @@ def _float(value: Any) -> float:
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in (
-        "true",
-        "yes",
-        "on",
-        "false",
-        "no",
-        "off",
-    ):
-        return value.strip().lower() in ("true", "yes", "on")
     raise TypeError
 
 
