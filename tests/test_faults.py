@@ -25,7 +25,7 @@ from danet.checkpoint import load_training_state, save_training_state
 from danet.cli import main
 from danet.config import TrainConfig
 from danet.data import DataError
-from danet.runfolder import append_row, locked, read_rows
+from danet.runfolder import locked, read_rows
 
 TINY = [
     "--dataset", "camvid", "--backbone", "mobilenetv2_100", "--pretrained", "none",
@@ -204,8 +204,10 @@ def test_bad_numeric_flags_of_eval_predict_export(capsys, argv: list[str], named
 
 
 def test_metrics_append_on_a_real_full_disk_leaves_no_torn_line(tmpfs: Path) -> None:
+    from danet.engine import _log  # what training appends its rows with
+
     log = tmpfs / "metrics.jsonl"
-    append_row(log, {"step": 1, "loss": 1.0, "pad": "x" * 4000})  # most of one 4 KiB page
+    _log(tmpfs, {"step": 1, "loss": 1.0, "pad": "x" * 4000})  # most of one 4 KiB page
     before = log.read_bytes()
     with open(tmpfs / "filler", "wb", buffering=0) as f:  # fill every other page
         try:
@@ -215,9 +217,9 @@ def test_metrics_append_on_a_real_full_disk_leaves_no_torn_line(tmpfs: Path) -> 
         except OSError:
             pass
     with pytest.raises(OSError, match="No space left on device") as caught:
-        append_row(log, {"step": 2, "loss": 0.5, "pad": "y" * 3000})  # needs a new page
-    assert caught.value.filename == str(log)
+        _log(tmpfs, {"step": 2, "loss": 0.5, "pad": "y" * 3000})  # needs a new page
     assert log.read_bytes() == before  # not a byte of the failed row is left
+    assert caught.value.filename == str(log)
     assert [r["step"] for r in read_rows(log)] == [1]
 
 
