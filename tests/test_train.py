@@ -120,8 +120,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
     class PoisonedLoss(danet.engine.DANetLoss):
         calls = 0
 
-        def forward(self, logits, target):
-            total, parts = super().forward(logits, target)
+        def forward(self, *args, **kwargs):
+            total, parts = super().forward(*args, **kwargs)
             PoisonedLoss.calls += 1
             return (total * float("nan") if PoisonedLoss.calls == 3 else total), parts
 
