@@ -256,6 +256,8 @@ def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
     from danet.data import build_dataset
     from danet.engine import evaluate
 
+    if args.json:
+        check_writable_file(args.json)  # before the evaluation is spent
     model = danet.load(args.checkpoint, map_location=args.device)
     dataset = build_dataset(args.dataset, args.data_root, args.split)
     if model.num_classes != dataset.num_classes:
