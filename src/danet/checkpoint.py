@@ -198,6 +198,43 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
 
 
+# What a file that is not a danet model is, by its first bytes or its suffix, for load()'s error.
+_MAGIC = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"BM": "a BMP image",
+    b"II*\x00": "a TIFF image",
+    b"MM\x00*": "a TIFF image",
+}
+_SUFFIXES = {
+    ".onnx": "an ONNX graph (run it with onnxruntime; danet.load reads the model folder or "
+    "checkpoint it was exported from)",
+    ".webp": "a WebP image",
+    ".yaml": "a training recipe (give it to `danet train --config`)",
+    ".yml": "a training recipe (give it to `danet train --config`)",
+    ".json": "a JSON file (a model folder holds config.json beside model.safetensors)",
+    ".mp4": "a video",
+    ".avi": "a video",
+    ".mov": "a video",
+}
+
+
+def describe_foreign_file(path: Path) -> str | None:
+    """What ``path`` is when it is plainly not a model (an image, an ONNX graph, ...), else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return None
+    for magic, kind in _MAGIC.items():
+        if head.startswith(magic):
+            return kind + " (segment it with `danet predict` or model.predict)"
+    if head.startswith(b"RIFF") and path.suffix.lower() == ".webp":
+        return "a WebP image (segment it with `danet predict` or model.predict)"
+    return _SUFFIXES.get(path.suffix.lower())
+
+
 def resolve(name_or_path: str | Path) -> Path:
     """Turn a bundled model's name, a model folder, a run folder or a file into a path."""
     path = Path(name_or_path)
@@ -239,6 +276,12 @@ def load(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> 
         model = _build(config, _safetensors_shapes(path), config_path, path)
         model = _load_weights(model, _load_safetensors(path), path)
     else:
+        kind = describe_foreign_file(path)
+        if kind is not None:
+            raise ValueError(
+                f"{path}: this is {kind}, not a danet model; load() takes a bundled model's name, "
+                "a model or run folder, model.safetensors or a training checkpoint.pt"
+            )
         state = load_training_state(path)
         weights = state["model"]
         if not isinstance(weights, dict) or not all(

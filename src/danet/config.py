@@ -1,4 +1,8 @@
-"""Training recipes as a dataclass, read from one small YAML file per dataset (configs/)."""
+"""Training recipes as a dataclass, read from one small YAML file per dataset.
+
+The recipes ship inside the package (``danet/configs/<name>.yaml``), so ``--config camvid`` works
+from any folder; a path to a YAML file works as well.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,27 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+CONFIGS_DIR = Path(__file__).parent / "configs"
+
+
+def bundled_configs() -> list[str]:
+    """Names of the recipes that ship inside the package (``camvid``, ``cityscapes``, ...)."""
+    return sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
+
+
+def resolve_config(name_or_path: str | Path) -> Path:
+    """A recipe's path: an existing file as given, else the bundled recipe of that name."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = str(name_or_path)
+    if name in bundled_configs():
+        return CONFIGS_DIR / f"{name}.yaml"
+    raise FileNotFoundError(
+        f"{name}: no such config file, and not a bundled recipe "
+        f"(bundled: {', '.join(bundled_configs())})"
+    )
 
 
 @dataclass
@@ -67,12 +92,10 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
-        """Read a YAML recipe; unknown keys are an error that names them."""
-        path = Path(path)
+        """Read a YAML recipe (a path or a bundled recipe's name); unknown keys are an error."""
+        path = resolve_config(path)
         try:
             data = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: no such config file") from None
         except yaml.YAMLError as err:
             raise ValueError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
         if not isinstance(data, dict):

@@ -56,14 +56,17 @@ def train_tiny_model(out: str | Path) -> Path:
     return Path(out)
 
 
-def run_demo(out: str | Path, checkpoint: str | Path | None = None) -> dict[str, Any]:
+def run_demo(
+    out: str | Path, checkpoint: str | Path | None = None, device: str = "cpu"
+) -> dict[str, Any]:
     """Predict, draw attention and evaluate on the bundled samples; returns the metrics.
 
-    ``checkpoint`` defaults to the bundled ``camvid`` model, or to a tiny model trained here.
+    ``checkpoint`` defaults to the bundled ``camvid`` model, or to a tiny model trained here
+    while that model is not bundled.
     """
     out = Path(out)
     images = SAMPLES_DIR / "val"
-    trained_here = checkpoint is None and "camvid" not in bundled_models()
+    trained_here = checkpoint in (None, "camvid") and "camvid" not in bundled_models()
     if trained_here:
         run = out / "tiny_model"
         print("The trained CamVid model is not bundled yet, so the demo uses a tiny one instead:")
@@ -77,14 +80,14 @@ def run_demo(out: str | Path, checkpoint: str | Path | None = None) -> dict[str,
     print(f"checkpoint: {checkpoint}")
 
     predictions = out / "predictions"
-    predict_paths(checkpoint, [images], predictions)
+    predict_paths(checkpoint, [images], predictions, device=device)
     figures = attention_figures(
-        checkpoint, images / DEMO_IMAGE, list(DEMO_POINTS.values()), out / "attention"
+        checkpoint, images / DEMO_IMAGE, list(DEMO_POINTS.values()), out / "attention", None, device
     )
 
-    model = load(checkpoint)
+    model = load(checkpoint, map_location=device)
     dataset = build_dataset("camvid", SAMPLES_DIR, "val")
-    metrics = evaluate(model, dataset)
+    metrics = evaluate(model, dataset, device=device)
     where = "the images it was trained on" if trained_here else "the bundled samples"
     print(f"mIoU {100 * metrics['miou']:.1f}% on {len(dataset)} images ({where})")
     print(f"overlays:  {predictions}/*_overlay.png")

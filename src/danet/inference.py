@@ -1,9 +1,20 @@
-"""Inference on images of any size: resizing or sliding windows, multi-scale and flip."""
+"""Inference on images of any size: resizing or sliding windows, multi-scale and flip.
+
+How an image meets the model's native ``input_size`` (H, W) is the ``resize`` mode:
+
+- ``"keep-aspect"``: scale the image so that its short side is the short side of ``input_size``,
+  keeping its aspect ratio (a 16:9 frame stays 16:9, a portrait photo stays upright); the model is
+  fully convolutional, so no padding is needed. The default for predictions.
+- ``"squash"``: resize to exactly ``input_size`` (the aspect ratio changes); what ``danet eval``
+  does, as the paper's evaluation.
+- ``"none"``: run at the image's own size.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from danet.data.io import array_to_rgb
+from danet.data.io import array_to_rgb, read_image
 from danet.data.transforms import normalize
 
 
@@ -20,6 +31,23 @@ def to_rgb_array(image: Any) -> np.ndarray:
     if hasattr(image, "convert"):  # PIL
         return np.asarray(image.convert("RGB"))
     return array_to_rgb(image)
+
+
+RESIZE_MODES = ("keep-aspect", "squash", "none")
+
+
+def inference_size(
+    height: int, width: int, input_size: Sequence[int] | None, resize: str = "keep-aspect"
+) -> tuple[int, int]:
+    """The (H, W) an image of ``height`` x ``width`` is run at, for a ``resize`` mode."""
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize={resize!r} is not one of {RESIZE_MODES}")
+    if input_size is None or resize == "none":
+        return height, width
+    if resize == "squash":
+        return int(input_size[0]), int(input_size[1])
+    scale = min(input_size) / min(height, width)
+    return max(round(height * scale), 1), max(round(width * scale), 1)
 
 
 def _windows(length: int, window: int, stride: int) -> list[int]:
@@ -56,15 +84,16 @@ def predict_probs(
     flip: bool = False,
     sliding_window: bool = False,
     input_size: Sequence[int] | None = None,
+    resize: str = "squash",
 ) -> torch.Tensor:
     """Class probabilities (B, K, H, W) for a normalised batch, averaged over scales and flips.
 
-    Without ``sliding_window``, the image is resized to ``input_size`` (the model's native size,
-    when it has one) times each scale. With it, the image keeps its size (times each scale) and
-    is covered by ``input_size`` windows.
+    Without ``sliding_window``, the image is resized to :func:`inference_size` for ``input_size``
+    (the model's native size, when it has one) and ``resize``, times each scale. With it, the
+    image keeps its size (times each scale) and is covered by ``input_size`` windows.
     """
     h, w = x.shape[-2:]
-    base = (h, w) if sliding_window or input_size is None else tuple(input_size)
+    base = (h, w) if sliding_window else inference_size(h, w, input_size, resize)
     total = x.new_zeros(())
     for scale in scales:
         size = (max(round(base[0] * scale), 8), max(round(base[1] * scale), 8))
@@ -83,6 +112,22 @@ def predict_probs(
     return total / (len(scales) * (2 if flip else 1))
 
 
+def _as_rgb_list(images: Any) -> tuple[list[np.ndarray], bool]:
+    """The images of one input (path, PIL, array) or of a batch (list, BxHxWx3 array), and
+    whether it was a batch."""
+    if isinstance(images, (list, tuple)):
+        return [_one_rgb(image) for image in images], True
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return [_one_rgb(image) for image in images], True
+    return [_one_rgb(images)], False
+
+
+def _one_rgb(image: Any) -> np.ndarray:
+    if isinstance(image, (str, Path)):
+        return read_image(image)
+    return to_rgb_array(image)
+
+
 def segment(
     model: nn.Module,
     image: Any,
@@ -90,10 +135,26 @@ def segment(
     flip: bool = False,
     sliding_window: bool = False,
     device: str | torch.device | None = None,
-) -> np.ndarray:
-    """Label map (HxW uint8) of one image for a :class:`danet.DANet` in eval mode."""
-    rgb = to_rgb_array(image)
+    resize: str = "keep-aspect",
+    probs: bool = False,
+) -> np.ndarray | list[np.ndarray]:
+    """Segment an image or a batch with a :class:`danet.DANet` in eval mode.
+
+    ``image`` is a file path, a PIL image, or an HxW / HxWx3 / HxWx4 array (uint8, or floats in
+    [0, 1] or [0, 255]); a list of those, or a BxHxWx3 array, is a batch. Returns the HxW uint8
+    label map, or with ``probs`` the (K, H, W) float32 class probabilities; for a batch, a list
+    of those (a stacked array for a BxHxWx3 input). ``resize`` is one of :data:`RESIZE_MODES`.
+    """
+    rgbs, batched = _as_rgb_list(image)
     device = device or next(model.parameters()).device
-    x = normalize(rgb, model.mean, model.std)[None].to(device)
-    probs = predict_probs(model, x, scales, flip, sliding_window, model.config.get("input_size"))
-    return probs.argmax(1)[0].to(torch.uint8).cpu().numpy()
+    input_size = model.config.get("input_size")
+    results = []
+    for rgb in rgbs:
+        x = normalize(rgb, model.mean, model.std)[None].to(device)
+        p = predict_probs(model, x, scales, flip, sliding_window, input_size, resize)[0]
+        results.append(p.cpu().numpy() if probs else p.argmax(0).to(torch.uint8).cpu().numpy())
+    if not batched:
+        return results[0]
+    if isinstance(image, np.ndarray):
+        return np.stack(results)
+    return results

@@ -52,7 +52,15 @@ def affinity_loss(
 
 
 class DANetLoss(nn.Module):
-    """``sum_k w_k * CE(logits[k], target)`` over the outputs present, ignoring ``ignore_index``."""
+    """``sum_k w_k * CE(logits[k], target)`` over the outputs present, ignoring ``ignore_index``.
+
+    Calling it returns a pair ``(loss, parts)``: ``loss`` is the weighted sum as a scalar tensor
+    (call ``.backward()`` on it), ``parts`` maps each output with a non-zero weight (``"out"``,
+    ``"pam"``, ``"cam"``, ``"aux"``) to its unweighted cross-entropy as a float, for logging::
+
+        loss, parts = criterion(model(images), targets)
+        loss.backward()
+    """
 
     def __init__(
         self,

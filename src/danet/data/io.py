@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF", "PPM")  # Pillow's names; JPEG covers MPO
@@ -84,14 +84,28 @@ def _decoding(path: Path) -> Iterator[None]:
         raise DataError(f"{path}: corrupt or truncated image ({_first_line(err)})") from None
 
 
+def _float_to_uint8(array: np.ndarray) -> np.ndarray:
+    """Floats in [0, 1], or in [0, 255] when any value is above 1; anything else is refused."""
+    finite = array[np.isfinite(array)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if low < 0 or high > 255:
+        raise ValueError(
+            f"float image has values in [{low:.3g}, {high:.3g}]; expected pixels in [0, 1] or "
+            "[0, 255] (a normalised tensor? pass the image before normalisation)"
+        )
+    scale = 255.0 if high <= 1.0 else 1.0
+    return (np.nan_to_num(array) * scale + 0.5).astype(np.uint8)
+
+
 def _to_uint8(array: np.ndarray) -> np.ndarray:
-    """Convert pixel values to uint8: floats in [0, 1], 16- or 32-bit integers, booleans (0/255)."""
+    """Convert pixel values to uint8: floats in [0, 1] or [0, 255] (refused outside both),
+    16- or 32-bit integers, booleans (0/255)."""
     if array.dtype == np.uint8:
         return array
     if array.dtype == np.bool_:
         return array.astype(np.uint8) * 255  # as Pillow converts a 1-bit image
     if np.issubdtype(array.dtype, np.floating):
-        return (np.nan_to_num(np.clip(array, 0.0, 1.0)) * 255 + 0.5).astype(np.uint8)
+        return _float_to_uint8(array)
     if array.dtype == np.uint16:
         return (array >> 8).astype(np.uint8)
     # 32-bit integer grayscale ("I"): Pillow stores 16-bit PNG/TIFF data this way too.
@@ -116,12 +130,13 @@ def _rgb(image: Image.Image, path: Path) -> np.ndarray:
     array = np.asarray(image)  # 16-bit ("I;16"), 32-bit int ("I") or float ("F") grayscale
     try:
         return array_to_rgb(array)
-    except ValueError:
-        raise DataError(f"{path}: unsupported image layout {image.mode} {array.shape}") from None
+    except ValueError as err:
+        raise DataError(f"{path}: unsupported image {image.mode} {array.shape} ({err})") from None
 
 
 def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
-    """Return the image at ``path`` as an HxWx3 uint8 RGB array.
+    """Return the image at ``path`` as an HxWx3 uint8 RGB array, upright (EXIF orientation
+    applied, as photo viewers show it).
 
     An image above ``max_pixels`` (default ``MAX_PIXELS``) is refused before it is decoded.
     """
@@ -129,6 +144,7 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     with _decoding(path), Image.open(path, formats=FORMATS) as image:
         check_pixels(path, *image.size, max_pixels)
         image.load()
+        ImageOps.exif_transpose(image, in_place=True)
         return _rgb(image, path)
 
 
