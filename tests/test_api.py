@@ -135,6 +135,7 @@ def test_backbone_without_dilated_features_is_one_line(
     with pytest.raises(ValueError, match=f"backbone='{backbone}' cannot give dilated.*resnet"):
         danet.DANet(num_classes=3, backbone=backbone)
     code = main(["train", "--dataset", "camvid", "--data-root", str(camvid_root), "--quiet",
+                 "--pretrained", "none",
                  "--backbone", backbone, "--iters", "1", "--out", str(tmp_path / "r")])  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and backbone in err, err
