@@ -84,6 +84,15 @@ def test_from_pretrained_finds_the_bundled_model_without_the_hub(
     assert model.num_classes == 11 and not model.training
 
 
+def test_a_dataset_folder_named_camvid_does_not_hide_the_bundled_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "camvid" / "train").mkdir(parents=True)  # the user's dataset
+    assert danet.load("camvid").num_classes == 11
+    assert danet.DANet.from_pretrained("camvid").num_classes == 11
+
+
 def test_predict_takes_a_path_a_batch_and_gives_probabilities(
     tmp_path: Path, small_model: danet.DANet
 ) -> None:

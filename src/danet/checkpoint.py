@@ -236,9 +236,16 @@ def describe_foreign_file(path: Path) -> str | None:
 
 
 def resolve(name_or_path: str | Path) -> Path:
-    """Turn a bundled model's name, a model folder, a run folder or a file into a path."""
+    """Turn a bundled model's name, a model folder, a run folder or a file into a path.
+
+    A folder named like a bundled model that holds no model (a dataset folder ``camvid/`` in the
+    working directory) does not hide the bundled model.
+    """
     path = Path(name_or_path)
-    if path.exists():
+    holds_model = path.is_file() or any(
+        (path / n).is_file() for n in (WEIGHTS_NAME, TRAIN_STATE_NAME)
+    )
+    if holds_model or (path.exists() and str(name_or_path) not in bundled_models()):
         return path
     if str(name_or_path) in bundled_models():
         return BUNDLED_DIR / str(name_or_path)

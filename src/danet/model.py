@@ -161,10 +161,10 @@ class DANet(
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> DANet:
         """A bundled model by name (``"camvid"``, no network), a local folder, or a Hub repo."""
-        from danet.checkpoint import bundled_models, load
+        from danet.checkpoint import BUNDLED_DIR, bundled_models, load, resolve
 
         name = str(pretrained_model_name_or_path)
-        if name in bundled_models() and not Path(name).exists():
+        if name in bundled_models() and resolve(name).parent == BUNDLED_DIR:
             return load(name, map_location=kwargs.get("map_location", "cpu"))
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
