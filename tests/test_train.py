@@ -72,7 +72,7 @@ def test_eval_matches_hand_computation(camvid_root: Path, tmp_path: Path, small_
     inter, union = np.zeros(11), np.zeros(11)
     correct = total = 0
     for image, mask in build_dataset("camvid", camvid_root, "val"):
-        pred = small_model.predict(image, scales=(0.75, 1.0), flip=True)
+        pred = small_model.predict(image, scales=(0.75, 1.0), flip=True, resize="squash")  # as eval
         valid = mask != 255
         correct += int((pred[valid] == mask[valid]).sum())
         total += int(valid.sum())
