@@ -42,7 +42,8 @@ def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
     return code, capsys.readouterr().err.strip()
 
 
-_BAR = re.compile(r"^\w+:\s+\d+%\|")  # a tqdm progress bar's redraw
+# a tqdm progress bar's redraw, or a progress line off a terminal (danet.progress.LineProgress)
+_BAR = re.compile(r"^\w+:\s+\d+%\||^\w+ \d+/\d+ \w+( \(\d+%\))?  ")
 
 
 def one_line(err: str) -> str:
@@ -384,6 +385,7 @@ def test_tampered_checkpoint_on_resume_is_one_line(
 _HUGE_CONFIG = """
 import json, resource, sys
 import danet
+import danet.checkpoint  # loads torch before the cap (a bare `import danet` is lazy)
 folder = sys.argv[1]
 config = json.load(open(folder + "/config.json"))
 config.update(num_classes=20_000_000, class_names=None, palette=None)

@@ -84,6 +84,8 @@ def test_folders_are_recursive_and_bad_files_are_skipped(
     assert "broken.png" in err and "skipped 1 unreadable file" in err
     with pytest.raises(DataError, match="broken.png"):
         predict_paths(checkpoint, [root], tmp_path / "strict", strict=True, progress=False)
+    with pytest.raises(DataError, match="broken.png"):  # nothing readable: an error all the same
+        predict_paths(checkpoint, [root / "frankfurt" / "broken.png"], tmp_path / "none")
     args = ["predict", str(root), "--checkpoint", str(checkpoint), "--quiet"]
     assert main([*args, "--out", str(tmp_path / "cli")]) == 0
     assert main([*args, "--out", str(tmp_path / "cli2"), "--strict"]) == 2

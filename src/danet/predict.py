@@ -153,7 +153,7 @@ Frame = tuple[str, np.ndarray]  # output name (relative, without suffix), RGB im
 
 
 def _frames(
-    files: Sequence[Input], strict: bool, skipped: list[Path], max_pixels: int | None = None
+    files: Sequence[Input], strict: bool, skipped: list[DataError], max_pixels: int | None = None
 ) -> Iterator[Frame]:
     """Decode inputs one at a time, as they are needed; report and skip unreadable ones."""
     for item in files:
@@ -166,8 +166,8 @@ def _frames(
         except DataError as err:
             if strict:
                 raise
-            skipped.append(item.path)
-            print(f"danet predict: skipped {err}", file=sys.stderr)
+            skipped.append(err)
+            print(f"danet: warning: skipped {err}", file=sys.stderr)
 
 
 def _batches(
@@ -265,7 +265,8 @@ def predict_paths(
     the image keeps its pixels at the top left. ``overlay_video`` also writes
     ``<video-stem>_overlay.mp4`` per video. ``resize`` and ``input_size`` (default: the
     checkpoint's) say how an image meets the model (:mod:`danet.inference`). Unreadable files
-    are reported on stderr and skipped, unless ``strict``. Returns the written paths. Images
+    are reported on stderr and skipped, unless ``strict`` (when none can be read, the first
+    one's ``DataError`` is raised). Returns the written paths. Images
     over ``max_pixels`` (default ``danet.data.io.MAX_PIXELS``) are refused (skipped unless
     ``strict``), and batches hold at most that many pixels.
     """
@@ -284,7 +285,7 @@ def predict_paths(
     out.mkdir(parents=True, exist_ok=True)
     total = sum(_frame_count(item.path) if item.is_video else 1 for item in files)
     written: list[Path] = []
-    skipped: list[Path] = []
+    skipped: list[DataError] = []
     overlays: dict[str, Path] = {}
     with progress_bar(total, "predict", unit="img", quiet=not progress) as bar:
         frames = _frames(files, strict, skipped, max_pixels)
@@ -318,6 +319,10 @@ def predict_paths(
             if item.is_video and frames:
                 video = out / f"{item.name}_overlay.mp4"
                 written.append(write_overlay_video(frames, video, _video_fps(item.path)))
+    if skipped and not written:  # nothing could be read: an error, as with --strict
+        if len(skipped) == 1:
+            raise skipped[0]
+        raise DataError(f"none of the {len(skipped)} inputs could be read; first: {skipped[0]}")
     if skipped:
-        print(f"danet predict: skipped {len(skipped)} unreadable file(s)", file=sys.stderr)
+        print(f"danet: warning: skipped {len(skipped)} unreadable file(s)", file=sys.stderr)
     return written
