@@ -43,6 +43,7 @@ test: lint
 # The tests of the installed wheel at the lowest declared versions (run from tests/'s parent with
 # -p no:cacheprovider; src/ is not on the path, so `import danet` is the installed one).
 test-lowest: $(LOWEST_VENV)/.installed
+	$(LOWEST_VENV)/bin/python -m pip install -q --no-deps --force-reinstall .  # today's src
 	$(LOWEST_VENV)/bin/python -m pip list 2>/dev/null | grep -E "^(torch|timm|numpy|pillow|onnxruntime) "
 	$(LOWEST_VENV)/bin/pytest -q -p no:cacheprovider
 
