@@ -86,6 +86,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
 
 
+def _add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
+    p.add_argument("--int8", action="store_true", help="onnxruntime: static int8 (QDQ)")
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="mIoU of a checkpoint on a dataset split")
     p.add_argument("--checkpoint", required=True, help="run folder, model folder, file or name")
@@ -100,6 +105,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--diagnostics", action="store_true", help="also measure the attention (as danet inspect)"
     )
+    _add_backend(p)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -114,6 +120,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--max-pixels", type=_positive_int, default=None,
                    help=f"refuse larger images (default {MAX_PIXELS}, about 150 bytes a pixel)")  # fmt: skip
+    _add_backend(p)
 
 
 def _add_attention(sub: argparse._SubParsersAction) -> None:
@@ -134,6 +141,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=_positive_int)
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
     p.add_argument("--opset", type=_opset, default=17)
+    p.add_argument("--all-heads", action="store_true", help="also export the pam/cam logits")
+    p.add_argument("--int8", action="store_true", help="onnxruntime static int8 (QDQ)")
+    p.add_argument("--calibration", nargs="+", help="int8: images or folders of the dataset")
 
 
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
@@ -206,35 +216,45 @@ def format_table(metrics: dict[str, Any], class_names: list[str]) -> str:
 
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
-    """``danet eval``: per-class table on stdout, JSON with the settings used."""
-    import danet
+    """``danet eval``: per-class table on stdout, JSON with the settings used.
+
+    Under torchrun each rank evaluates a share of the images; rank 0 prints and writes the result.
+    """
     from danet.checkpoint import atomic_write
     from danet.data import build_dataset
+    from danet.distributed import cleanup, init_distributed, is_main
     from danet.engine import evaluate
+    from danet.onnx_runtime import load_model
 
     if args.json:
         check_writable_file(args.json)  # before the evaluation is spent
-    model = danet.load(args.checkpoint, map_location=args.device)
-    dataset = build_dataset(args.dataset, args.data_root, args.split)
-    if model.num_classes != dataset.num_classes:
-        raise ValueError(
-            f"{args.checkpoint}: checkpoint has {model.num_classes} classes but dataset "
-            f"{args.dataset} has {dataset.num_classes}"
+    _, _, device = init_distributed(args.device)
+    try:
+        model = load_model(args.checkpoint, args.backend, args.int8, str(device))
+        dataset = build_dataset(args.dataset, args.data_root, args.split)
+        if model.num_classes != dataset.num_classes:
+            raise ValueError(
+                f"{args.checkpoint}: checkpoint has {model.num_classes} classes but dataset "
+                f"{args.dataset} has {dataset.num_classes}"
+            )
+        metrics = evaluate(
+            model,
+            dataset,
+            args.scales,
+            args.flip,
+            args.sliding_window,
+            device,
+            diagnostics=args.diagnostics,
         )
-    metrics = evaluate(
-        model,
-        dataset,
-        args.scales,
-        args.flip,
-        args.sliding_window,
-        args.device,
-        diagnostics=args.diagnostics,
-    )
+        main_rank = is_main()
+    finally:
+        cleanup()
     names = list(dataset.class_names)
     result = {
         **metrics,
         "class_names": names,
         "checkpoint": str(args.checkpoint),
+        "backend": args.backend + (" int8" if args.int8 else ""),
         "dataset": args.dataset,
         "split": args.split,
         "images": len(dataset),
@@ -243,8 +263,9 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
         "sliding_window": args.sliding_window,
         "input_size": model.config.get("input_size"),
     }
-    print(format_table(metrics, names))
-    if args.json:
+    if main_rank:
+        print(format_table(metrics, names))
+    if args.json and main_rank:
         text = json.dumps(result, indent=2)
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))
     return result
@@ -292,21 +313,29 @@ def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_predict(args: argparse.Namespace) -> None:
     """``danet predict``."""
+    from danet.distributed import cleanup, init_distributed
     from danet.predict import predict_paths
 
     check_writable_dir(args.out)
-    written = predict_paths(
-        args.checkpoint,
-        args.inputs,
-        args.out,
-        scales=args.scales,
-        flip=args.flip,
-        sliding_window=args.sliding_window,
-        batch_size=args.batch_size,
-        device=args.device,
-        max_pixels=args.max_pixels,
-    )
-    print(f"wrote {len(written) // 3} label/color/overlay PNG triples to {args.out}")
+    rank, world, device = init_distributed(args.device)  # under torchrun: a share per rank
+    try:
+        written = predict_paths(
+            args.checkpoint,
+            args.inputs,
+            args.out,
+            scales=args.scales,
+            flip=args.flip,
+            sliding_window=args.sliding_window,
+            batch_size=args.batch_size,
+            device=str(device),
+            max_pixels=args.max_pixels,
+            backend=args.backend,
+            int8=args.int8,
+        )
+    finally:
+        cleanup()
+    where = f" (rank {rank} of {world})" if world > 1 else ""
+    print(f"wrote {len(written) // 3} label/color/overlay PNG triples to {args.out}{where}")
 
 
 def run_attention(args: argparse.Namespace) -> None:
@@ -333,7 +362,15 @@ def run_export(args: argparse.Namespace) -> None:
 
     check_writable_file(args.onnx)
     path = export_onnx(
-        args.checkpoint, args.onnx, args.height, args.width, args.dynamic, args.opset
+        args.checkpoint,
+        args.onnx,
+        args.height,
+        args.width,
+        args.dynamic,
+        args.opset,
+        all_heads=args.all_heads,
+        int8=args.int8,
+        calibration=args.calibration,
     )
     print(f"wrote {path}")
 

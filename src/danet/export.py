@@ -98,7 +98,9 @@ def export_onnx(
 
         images = calibration or default_calibration(model, str(checkpoint))
         with tempfile.TemporaryDirectory() as tmp:
-            fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", height, width, dynamic, opset, all_heads)
+            fp32 = export_onnx(
+                model, Path(tmp) / "fp32.onnx", height, width, dynamic, opset, all_heads
+            )
             atomic_write(onnx_path, lambda out: quantize_int8(fp32, out, images))
         return Path(onnx_path)
     impls = {}

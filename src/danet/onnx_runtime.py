@@ -89,7 +89,9 @@ class OnnxModel(nn.Module):
         batches = [array[i : i + 1] for i in range(len(array))]
         if not isinstance(self.input_shape[0], int) or self.input_shape[0] == len(array):
             batches = [array]
-        outs = [self.session.run(None, {self.input_name: np.ascontiguousarray(b)})[0] for b in batches]
+        outs = [
+            self.session.run(None, {self.input_name: np.ascontiguousarray(b)})[0] for b in batches
+        ]
         return {"out": torch.from_numpy(np.concatenate(outs))}
 
 

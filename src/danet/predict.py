@@ -15,15 +15,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.distributed as dist
 from PIL import Image
 from tqdm import tqdm
 
-from danet.checkpoint import load
 from danet.data import DataError, read_image
 from danet.data.io import IMAGE_EXTENSIONS, MAX_PIXELS, check_pixels, list_images
 from danet.data.transforms import normalize
 from danet.inference import predict_probs
 from danet.model import DANet
+from danet.onnx_runtime import load_model
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 OVERLAY_ALPHA = 0.5
@@ -127,14 +128,21 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
 
 
 def _frames(
-    files: Sequence[Path], max_pixels: int | None = None
+    files: Sequence[Path], max_pixels: int | None = None, rank: int = 0, world: int = 1
 ) -> Iterator[tuple[str, np.ndarray]]:
-    """Decode inputs one at a time, as they are needed."""
+    """Decode inputs one at a time, as they are needed; with ``world`` > 1, only every
+    world-th image or frame, from ``rank`` on."""
+    index = 0
     for path in files:
         if path.suffix.lower() in VIDEO_EXTENSIONS:
-            yield from _video_frames(path, max_pixels)
+            for name, frame in _video_frames(path, max_pixels):
+                if index % world == rank:
+                    yield name, frame
+                index += 1
         else:
-            yield path.stem, read_image(path, max_pixels)
+            if index % world == rank:
+                yield path.stem, read_image(path, max_pixels)  # only this rank's images
+            index += 1
 
 
 def _batches(
@@ -173,6 +181,8 @@ def predict_paths(
     batch_size: int = 4,
     device: str = "cpu",
     max_pixels: int | None = None,
+    backend: str = "torch",
+    int8: bool = False,
 ) -> list[Path]:
     """Segment images, folders of images and videos; write three PNGs per image or frame.
 
@@ -181,11 +191,16 @@ def predict_paths(
     checkpoint's palette) and ``<stem>_overlay.png`` (the colours blended onto the image).
     Returns the written paths. Images over ``max_pixels`` (default
     ``danet.data.io.MAX_PIXELS``) are refused, and batches hold at most that many pixels.
+    ``backend``/``int8`` pick the runtime (see :func:`danet.onnx_runtime.load_model`). Under
+    torch.distributed each rank segments every world-th image or frame and returns the paths
+    it wrote.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
     files = collect_inputs(inputs)
-    model = load(checkpoint, map_location=device)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    model = load_model(checkpoint, backend, int8, device)
     if model.num_classes > 256:
         raise ValueError(f"{checkpoint}: {model.num_classes} classes do not fit a uint8 label PNG")
     palette = model_palette(model)
@@ -194,8 +209,8 @@ def predict_paths(
     out.mkdir(parents=True, exist_ok=True)
     total = sum(_frame_count(p) if p.suffix.lower() in VIDEO_EXTENSIONS else 1 for p in files)
     written: list[Path] = []
-    with tqdm(total=total, desc="predict", unit="img") as bar:
-        for batch in _batches(_frames(files, max_pixels), batch_size, max_pixels):
+    with tqdm(total=len(range(rank, total, world)), desc="predict", unit="img") as bar:
+        for batch in _batches(_frames(files, max_pixels, rank, world), batch_size, max_pixels):
             x = torch.stack([normalize(image, model.mean, model.std) for _, image in batch])
             probs = predict_probs(model, x.to(device), scales, flip, sliding_window, input_size)
             labels = probs.argmax(1).to(torch.uint8).cpu().numpy()  # (B, H, W)
