@@ -116,7 +116,7 @@ def export_onnx(
     dynamic_axes = {name: DYNAMIC_AXES for name in ["input", *names]} if dynamic else None
 
     def write(tmp: str) -> None:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch.no_grad():  # no autograd graph while tracing
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False: deliberate
             torch.onnx.export(
