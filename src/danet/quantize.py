@@ -1,8 +1,14 @@
 """int8 ONNX: onnxruntime's static quantization (QDQ), calibrated on a few images of the dataset.
 
-Weights are quantized per output channel (int8), activations per tensor (uint8), with ranges
-from the min/max that the calibration images reach. The quantized file keeps the fp32 file's
-``metadata_props``, input and outputs.
+Weights are quantized per output channel to 7 bits in int8 (``reduce_range``), activations per
+tensor to uint8, with ranges from the min/max that the calibration images reach. The quantized
+file keeps the fp32 file's ``metadata_props``, input and outputs.
+
+Measured on CamVid val with the bundled model (fp32: 68.27% mIoU): 8-bit weights lost 0.56 points
+(67.71%), 7-bit weights lose 0.25 (68.02%) at the same speed; also tried, all within 67.6-67.8%:
+percentile or entropy calibration, 8 train images instead of the 6 bundled val samples, and
+leaving the attention, the first and last convolutions, or the whole head in float. 7-bit weights
+also avoid the int16 saturation of x86 CPUs without VNNI.
 """
 
 from __future__ import annotations
@@ -109,6 +115,7 @@ def quantize_int8(
             _Batches(files, input_name, meta),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
+            reduce_range=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
         )
