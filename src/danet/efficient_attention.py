@@ -5,7 +5,8 @@ DANet's position attention is ``softmax(q k^T) v`` with q, k of shape (B, N, d),
 a 128x128 feature map, 16 GiB at 256x256. :class:`BlockedAttention` computes the same thing a block
 of rows at a time and, like flash attention, keeps only the row log-sum-exp for the backward pass,
 so memory grows linearly in N. On CUDA, PyTorch's fused SDPA kernels do the same job when they
-accept the shapes.
+accept the shapes. For ONNX export at a fixed size, :func:`unrolled_attention` writes the blocks
+out as plain ops.
 """
 
 from __future__ import annotations
