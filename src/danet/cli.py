@@ -228,6 +228,8 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.json:
         check_writable_file(args.json)  # before the evaluation is spent
+    if args.diagnostics and args.backend != "torch":
+        raise ValueError("--diagnostics needs --backend torch (it hooks the attention modules)")
     _, _, device = init_distributed(args.device)
     try:
         model = load_model(args.checkpoint, args.backend, args.int8, str(device))
