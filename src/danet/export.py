@@ -85,18 +85,17 @@ def export_onnx(
     """
     model = checkpoint if isinstance(checkpoint, DANet) else load(checkpoint)
     model = model.eval()
+    origin = "model" if isinstance(checkpoint, DANet) else str(checkpoint)  # for messages
     native = model.config.get("input_size") or (None, None)
     height, width = height or native[0], width or native[1]
     if height is None or width is None:
-        raise ValueError(
-            f"{checkpoint}: the checkpoint has no input_size; pass --height and --width"
-        )
+        raise ValueError(f"{origin}: the checkpoint has no input_size; pass --height and --width")
     if height < 8 or width < 8:
         raise ValueError(f"height={height}, width={width}: both must be at least 8 pixels")
     if int8:
         from danet.quantize import default_calibration, quantize_int8
 
-        images = calibration or default_calibration(model, str(checkpoint))
+        images = calibration or default_calibration(model, origin)
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = export_onnx(
                 model, Path(tmp) / "fp32.onnx", height, width, dynamic, opset, all_heads
@@ -109,9 +108,9 @@ def export_onnx(
             impls[module] = module.impl
             # blocks are unrolled at the example's size: a dynamic graph needs the naive form
             module.impl = "naive" if dynamic else "auto"
-    x = torch.randn(1, 3, height, width)
     with torch.no_grad():
-        heads = list(model(x))  # "out" first, as the head returns it
+        heads = list(model(torch.randn(1, 3, 64, 64)))  # "out" first; a small run names them
+    x = torch.randn(1, 3, height, width)
     names = heads if all_heads else heads[:1]
     dynamic_axes = {name: DYNAMIC_AXES for name in ["input", *names]} if dynamic else None
 
