@@ -76,7 +76,7 @@ def test_export_input_size_and_old_aliases(monkeypatch: pytest.MonkeyPatch) -> N
     import danet.export
 
     calls = []
-    monkeypatch.setattr(danet.export, "export_onnx", lambda *a: calls.append(a) or Path(a[1]))
+    monkeypatch.setattr(danet.export, "export_onnx", lambda *a, **k: calls.append(a) or Path(a[1]))
     assert main(["export", "--onnx", "m.onnx", "--input-size", "64,96"]) == 0
     assert main(["export", "--checkpoint", "camvid", "--onnx", "m.onnx", "--height", "32",
                  "--width", "48"]) == 0  # fmt: skip

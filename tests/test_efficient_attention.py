@@ -154,15 +154,41 @@ def test_sdpa_formula_and_cpu_guard() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated")
-def test_tracing_uses_naive(small_blocks: None, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("impl", ["auto", "blocked", "sdpa"])
+def test_tracing_unrolls_blocks(
+    impl: str, small_blocks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def fail(*args: object) -> None:
         raise AssertionError("the custom Function must not be traced")
 
     monkeypatch.setattr(BlockedAttention, "apply", fail)
-    inputs = [t.detach() for t in qkv(1, 100, 4, 8)]
+    inputs = [t.detach() for t in qkv(1, 100, 4, 8)]  # 100 x 100 x 4 bytes: more than one block
+
+    def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return position_attention(q, k, v, impl=impl)
+
     # check_trace=False: the check re-runs the function eagerly, where auto may block
-    traced = torch.jit.trace(lambda q, k, v: position_attention(q, k, v), inputs, check_trace=False)
+    traced = torch.jit.trace(attend, inputs, check_trace=False)
     torch.testing.assert_close(traced(*inputs), naive_attention(*inputs))
+    nodes = [n.kind() for n in traced.graph.nodes()]
+    rows = efficient_attention.auto_block_size(1, 100)
+    assert nodes.count("aten::softmax") == -(-100 // rows) > 1  # one softmax per block
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated")
+def test_tracing_small_matrix_stays_naive(small_blocks: None) -> None:
+    inputs = [t.detach() for t in qkv(1, 64, 4, 8)]  # 64 x 64 x 4 bytes: exactly one block
+    traced = torch.jit.trace(lambda q, k, v: position_attention(q, k, v), inputs)
+    assert [n.kind() for n in traced.graph.nodes()].count("aten::softmax") == 1
+
+
+@pytest.mark.parametrize(("n", "block_size"), [(100, 7), (64, 64), (33, 1000)])
+def test_unrolled_matches_naive(n: int, block_size: int) -> None:
+    inputs = [t.detach() for t in qkv(2, n, 4, 8)]
+    out = efficient_attention.unrolled_attention(*inputs, block_size=block_size)
+    torch.testing.assert_close(out, naive_attention(*inputs))
+    with pytest.raises(ValueError, match="block_size"):
+        efficient_attention.unrolled_attention(*inputs, block_size=0)
 
 
 @pytest.mark.parametrize("impl", ["auto", "blocked"])

@@ -208,6 +208,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     _add_quiet(p)
 
 
+def _add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="run the model in PyTorch, or export it to ONNX and run it in onnxruntime",
+    )
+    p.add_argument("--int8", action="store_true", help="onnxruntime: static int8 (QDQ)")
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     from danet.data import DATASETS
 
@@ -227,6 +237,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", help="write the metrics here")
     _add_quiet(p)
+    _add_backend(p)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -240,9 +251,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resize",
         choices=RESIZE_MODES,
-        default="keep-aspect",
-        help="keep-aspect: short side to the input size's; squash: to exactly the input size "
-        "(the old behaviour); none: the image's own size",
+        default=None,
+        help="keep-aspect (default with --backend torch): short side to the input size's; "
+        "squash (default with onnxruntime, whose file has a fixed size): to exactly the input "
+        "size; none: the image's own size",
     )
     p.add_argument("--input-size", type=_size, help="H,W (default: the checkpoint's input size)")
     _add_inference(p)
@@ -264,6 +276,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
     _add_device(p)
     _add_quiet(p)
+    _add_backend(p)
 
 
 def _add_attention(sub: argparse._SubParsersAction) -> None:
@@ -291,6 +304,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
     p.add_argument("--opset", type=_opset, default=17, help="ONNX opset")
+    p.add_argument("--all-heads", action="store_true", help="also export the pam/cam logits")
+    p.add_argument("--int8", action="store_true", help="onnxruntime static int8 (QDQ)")
+    p.add_argument("--calibration", nargs="+", help="int8: images or folders of the dataset")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -402,15 +418,18 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     """``danet eval``: per-class table on stdout, JSON with the settings used.
 
     The dataset, data root and split default to the training run's (``run_config.json``).
+    Under torchrun each rank evaluates a share of the images; rank 0 prints and writes the result.
     """
-    import danet
     from danet.checkpoint import atomic_write
     from danet.data import build_dataset
+    from danet.distributed import cleanup, init_distributed, is_main
     from danet.engine import evaluate
+    from danet.onnx_runtime import load_model
 
     if args.json:
         check_writable_file(args.json)  # before the evaluation is spent
-    model = danet.load(args.checkpoint, map_location=args.device)
+    if args.diagnostics and args.backend != "torch":
+        raise ValueError("--diagnostics needs --backend torch (it hooks the attention modules)")
     run = run_settings(args.checkpoint)
     dataset_name = args.dataset or run.get("dataset")
     data_root = args.data_root or run.get("data_root")
@@ -420,29 +439,36 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(
                 f"{flag} is required: {args.checkpoint} has no run_config.json to take it from"
             )
-    dataset = build_dataset(dataset_name, data_root, split)
-    if model.num_classes != dataset.num_classes:
-        raise ValueError(
-            f"{args.checkpoint}: checkpoint has {model.num_classes} classes but dataset "
-            f"{dataset_name} has {dataset.num_classes}"
+    _, _, device = init_distributed(args.device)
+    try:
+        model = load_model(args.checkpoint, args.backend, args.int8, str(device))
+        dataset = build_dataset(dataset_name, data_root, split)
+        if model.num_classes != dataset.num_classes:
+            raise ValueError(
+                f"{args.checkpoint}: checkpoint has {model.num_classes} classes but dataset "
+                f"{dataset_name} has {dataset.num_classes}"
+            )
+        if not args.quiet and is_main():
+            print(f"dataset: {dataset_name} {split} ({len(dataset)} images in {data_root})")
+        metrics = evaluate(
+            model,
+            dataset,
+            args.scales,
+            args.flip,
+            args.sliding_window,
+            device,
+            progress=not args.quiet,
+            diagnostics=args.diagnostics,
         )
-    if not args.quiet:
-        print(f"dataset: {dataset_name} {split} ({len(dataset)} images in {data_root})")
-    metrics = evaluate(
-        model,
-        dataset,
-        args.scales,
-        args.flip,
-        args.sliding_window,
-        args.device,
-        progress=not args.quiet,
-        diagnostics=args.diagnostics,
-    )
+        main_rank = is_main()
+    finally:
+        cleanup()
     names = list(dataset.class_names)
     result = {
         **metrics,
         "class_names": names,
         "checkpoint": str(args.checkpoint),
+        "backend": args.backend + (" int8" if args.int8 else ""),
         "dataset": dataset_name,
         "data_root": str(data_root),
         "split": split,
@@ -452,8 +478,9 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
         "sliding_window": args.sliding_window,
         "input_size": model.config.get("input_size"),
     }
-    print(format_table(metrics, names))
-    if args.json:
+    if main_rank:
+        print(format_table(metrics, names))
+    if args.json and main_rank:
         text = json.dumps(result, indent=2)
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))
     return result
@@ -501,28 +528,36 @@ def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_predict(args: argparse.Namespace) -> None:
     """``danet predict``."""
+    from danet.distributed import cleanup, init_distributed
     from danet.predict import predict_paths
 
     check_writable_dir(args.out)
-    written = predict_paths(
-        args.checkpoint,
-        args.inputs,
-        args.out,
-        scales=args.scales,
-        flip=args.flip,
-        sliding_window=args.sliding_window,
-        batch_size=args.batch_size,
-        device=args.device,
-        resize=args.resize,
-        input_size=args.input_size,
-        strict=args.strict,
-        legend=args.legend,
-        overlay_video=args.overlay_video,
-        progress=not args.quiet,
-        max_pixels=args.max_pixels,
-    )
+    rank, world, device = init_distributed(args.device)  # under torchrun: a share per rank
+    try:
+        written = predict_paths(
+            args.checkpoint,
+            args.inputs,
+            args.out,
+            scales=args.scales,
+            flip=args.flip,
+            sliding_window=args.sliding_window,
+            batch_size=args.batch_size,
+            device=str(device),
+            resize=args.resize or ("squash" if args.backend == "onnxruntime" else "keep-aspect"),
+            input_size=args.input_size,
+            strict=args.strict,
+            legend=args.legend,
+            overlay_video=args.overlay_video,
+            progress=not args.quiet,
+            max_pixels=args.max_pixels,
+            backend=args.backend,
+            int8=args.int8,
+        )
+    finally:
+        cleanup()
+    where = f" (rank {rank} of {world})" if world > 1 else ""
     pngs = [p for p in written if p.suffix == ".png"]
-    print(f"wrote {len(pngs) // 3} label/color/overlay PNG triples to {args.out}")
+    print(f"wrote {len(pngs) // 3} label/color/overlay PNG triples to {args.out}{where}")
     for video in (p for p in written if p.suffix == ".mp4"):
         print(f"wrote {video}")
 
@@ -551,7 +586,17 @@ def run_export(args: argparse.Namespace) -> None:
 
     check_writable_file(args.onnx)
     height, width = args.input_size or (args.height, args.width)
-    path = export_onnx(args.checkpoint, args.onnx, height, width, args.dynamic, args.opset)
+    path = export_onnx(
+        args.checkpoint,
+        args.onnx,
+        height,
+        width,
+        args.dynamic,
+        args.opset,
+        all_heads=args.all_heads,
+        int8=args.int8,
+        calibration=args.calibration,
+    )
     print(f"wrote {path}")
 
 

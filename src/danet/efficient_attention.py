@@ -5,7 +5,8 @@ DANet's position attention is ``softmax(q k^T) v`` with q, k of shape (B, N, d),
 a 128x128 feature map, 16 GiB at 256x256. :class:`BlockedAttention` computes the same thing a block
 of rows at a time and, like flash attention, keeps only the row log-sum-exp for the backward pass,
 so memory grows linearly in N. On CUDA, PyTorch's fused SDPA kernels do the same job when they
-accept the shapes.
+accept the shapes. For ONNX export at a fixed size, :func:`unrolled_attention` writes the blocks
+out as plain ops.
 """
 
 from __future__ import annotations
@@ -180,11 +181,38 @@ def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.T
         return None
 
 
+def unrolled_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int | None = None
+) -> torch.Tensor:
+    """``softmax(q k^T) v`` as a fixed sequence of query blocks, in plain ops that trace to ONNX.
+
+    For export at a fixed input size: the Python loop unrolls while tracing, so the graph holds,
+    per block, a matmul, a softmax (row max, exp, row sum) and a matmul, and a runtime that frees
+    each block's scores after use never holds more than one (B, block, M) matrix. ONNX's fused
+    Softmax beats separate max/exp/sum ops in onnxruntime (9.8 against 13.6 ms at N = 2700, one
+    thread) and is as fast as the naive form there. Forward only.
+    """
+    if block_size is None:
+        block_size = auto_block_size(q.shape[0], k.shape[1], q.dtype)
+    if block_size < 1:
+        raise ValueError(f"block_size={block_size} must be at least 1")
+    kt = k.transpose(1, 2)  # (B, d, M)
+    blocks = [
+        (q[:, i : i + block_size] @ kt).softmax(dim=-1) @ v  # (B, r, M) scores -> (B, r, C)
+        for i in range(0, q.shape[1], block_size)
+    ]
+    return torch.cat(blocks, dim=1)  # (B, N, C)
+
+
+def _exporting() -> bool:
+    """Whether the call is being traced (``torch.jit.trace``, ``torch.onnx.export``)."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
 def _use_naive(q: torch.Tensor, k: torch.Tensor) -> bool:
     """Whether ``impl="auto"`` should take the naive form."""
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-        return True  # custom autograd Functions do not export
-    return q.device.type == "cpu" and fits_one_block(q.shape[0], q.shape[1], k.shape[1], q.dtype)
+    fits = fits_one_block(q.shape[0], q.shape[1], k.shape[1], q.dtype)
+    return fits and (q.device.type == "cpu" or _exporting())
 
 
 def position_attention(
@@ -199,13 +227,17 @@ def position_attention(
     ``impl``: ``"naive"`` builds the N x N matrix (the authors' form; exports to ONNX);
     ``"blocked"`` never does (:func:`blocked_attention`, ``block_size`` rows at a time);
     ``"sdpa"`` uses PyTorch's fused CUDA kernels, falling back to ``"blocked"`` where they do not
-    apply; ``"auto"`` picks naive when tracing or exporting and on the CPU when the N x N matrix
-    is no larger than one block (:data:`BLOCK_BYTES`), sdpa on CUDA, and blocked otherwise.
+    apply; ``"auto"`` picks naive on the CPU and when tracing if the N x N matrix is no larger
+    than one block (:data:`BLOCK_BYTES`), sdpa on CUDA, and blocked otherwise. When tracing
+    (ONNX export), every choice but ``"naive"`` becomes :func:`unrolled_attention`: custom
+    autograd Functions do not export.
     """
     if impl not in PAM_IMPLS:
         raise ValueError(f"impl={impl!r} is not one of {PAM_IMPLS}")
     if impl == "naive" or (impl == "auto" and _use_naive(q, k)):
         return naive_attention(q, k, v)
+    if _exporting():
+        return unrolled_attention(q, k, v, block_size)
     if impl in ("auto", "sdpa"):
         out = sdpa_attention(q, k, v)
         if out is not None:

@@ -20,15 +20,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.distributed as dist
 from PIL import Image
 
-from danet.checkpoint import load
 from danet.data import DataError, read_image
 from danet.data.io import IMAGE_EXTENSIONS, MAX_PIXELS, check_pixels, list_images
 from danet.data.transforms import normalize
 from danet.inference import predict_probs
 from danet.legend import add_legend, classes_by_area
 from danet.model import DANet
+from danet.onnx_runtime import load_model
 from danet.progress import progress as progress_bar
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -153,16 +154,27 @@ Frame = tuple[str, np.ndarray]  # output name (relative, without suffix), RGB im
 
 
 def _frames(
-    files: Sequence[Input], strict: bool, skipped: list[DataError], max_pixels: int | None = None
+    files: Sequence[Input],
+    strict: bool,
+    skipped: list[DataError],
+    max_pixels: int | None = None,
+    rank: int = 0,
+    world: int = 1,
 ) -> Iterator[Frame]:
-    """Decode inputs one at a time, as they are needed; report and skip unreadable ones."""
+    """Decode inputs one at a time, as they are needed; report and skip unreadable ones. With
+    ``world`` > 1, only every world-th image or frame, from ``rank`` on."""
+    count = 0
     for item in files:
         try:
             if item.is_video:
                 for index, frame in _video_frames(item.path, max_pixels):
-                    yield f"{item.name}_{index:06d}", frame
+                    if count % world == rank:
+                        yield f"{item.name}_{index:06d}", frame
+                    count += 1
             else:
-                yield str(item.name), read_image(item.path, max_pixels)
+                if count % world == rank:  # only this rank's images are decoded
+                    yield str(item.name), read_image(item.path, max_pixels)
+                count += 1
         except DataError as err:
             if strict:
                 raise
@@ -254,6 +266,8 @@ def predict_paths(
     overlay_video: bool = False,
     progress: bool = True,
     max_pixels: int | None = None,
+    backend: str = "torch",
+    int8: bool = False,
 ) -> list[Path]:
     """Segment images, folders of images (recursively) and videos; write three PNGs per image.
 
@@ -268,14 +282,20 @@ def predict_paths(
     are reported on stderr and skipped, unless ``strict`` (when none can be read, the first
     one's ``DataError`` is raised). Returns the written paths. Images
     over ``max_pixels`` (default ``danet.data.io.MAX_PIXELS``) are refused (skipped unless
-    ``strict``), and batches hold at most that many pixels.
+    ``strict``), and batches hold at most that many pixels. ``backend``/``int8`` pick the
+    runtime (see :func:`danet.onnx_runtime.load_model`). Under torch.distributed each rank
+    segments every world-th image or frame and returns the paths it wrote.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
     if legend not in LEGENDS:
         raise ValueError(f"legend={legend!r} is not one of {LEGENDS}")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    if overlay_video and world > 1:
+        raise ValueError("--overlay-video needs one process: its frames would be split over ranks")
     files = collect_inputs(inputs)
-    model = load(checkpoint, map_location=device)
+    model = load_model(checkpoint, backend, int8, device)
     if model.num_classes > 256:
         raise ValueError(f"{checkpoint}: {model.num_classes} classes do not fit a uint8 label PNG")
     palette = model_palette(model)
@@ -287,8 +307,9 @@ def predict_paths(
     written: list[Path] = []
     skipped: list[DataError] = []
     overlays: dict[str, Path] = {}
-    with progress_bar(total, "predict", unit="img", quiet=not progress) as bar:
-        frames = _frames(files, strict, skipped, max_pixels)
+    shard = len(range(rank, total, world))
+    with progress_bar(shard, "predict", unit="img", quiet=not progress) as bar:
+        frames = _frames(files, strict, skipped, max_pixels, rank, world)
         for batch in _batches(frames, batch_size, max_pixels):
             x = torch.stack([normalize(image, model.mean, model.std) for _, image in batch])
             probs = predict_probs(
