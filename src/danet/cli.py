@@ -1,4 +1,4 @@
-"""The ``danet`` command: train | eval | predict | attention | export | demo.
+"""The ``danet`` command: train | eval | predict | attention | export | demo | convert.
 
 Bad input ends with a one-line error that names the culprit and exit status 2 (``--debug`` shows
 the traceback).
@@ -329,6 +329,15 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", help="write the figures here")
 
 
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="mmsegmentation's or the authors' DANet -> model folder")
+    p.add_argument("src", help="the .pth / .pth.tar file")
+    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--format", default="auto", help="auto, mmseg or original")
+    p.add_argument("--dataset", help="class names and palette when the checkpoint has none")
+    p.add_argument("--input-size", type=_size, help="native H,W for eval/predict/export")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``danet`` command."""
     from danet import __version__
@@ -349,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_inspect,
     ):
         add(sub)
+    _add_convert(sub)
     return parser
 
 
@@ -608,6 +618,20 @@ def run_demo(args: argparse.Namespace) -> None:
     demo(args.out, args.checkpoint, args.device)
 
 
+def run_convert(args: argparse.Namespace) -> None:
+    """``danet convert``."""
+    from danet.convert import convert
+
+    report = convert(args.src, args.out, args.format, args.dataset, args.input_size)
+    config = report.config
+    names = "named" if config.get("class_names") else "unnamed: --dataset names them"
+    dropped = ", ".join(f"{k} ({n} tensors)" for k, n in report.dropped.items()) or "nothing"
+    print(
+        f"{report.format}: {config['backbone']} DANet, {config['num_classes']} classes ({names}); "
+        f"{report.tensors} tensors loaded, dropped {dropped}\nwrote {report.folder}"
+    )
+
+
 COMMANDS = {
     "train": run_train,
     "eval": run_eval,
@@ -616,6 +640,7 @@ COMMANDS = {
     "export": run_export,
     "demo": run_demo,
     "inspect": run_inspect,
+    "convert": run_convert,
 }
 
 

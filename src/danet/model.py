@@ -52,6 +52,10 @@ class DANet(
         pam_reduction: PAM's query/key channel reduction (8 in the paper).
         pam_scale: ``"none"`` (the paper, ``softmax(Q^T K)``) or ``"learned"``: a learnable
             temperature, ``softmax(s Q^T K)`` with ``s`` starting at 1 (docs/attention_alive.md).
+        multi_grid: dilation multipliers of the last stage's blocks (timm ResNets only), e.g.
+            ``[1, 2, 4]``: dilations 4, 8, 16 at output stride 8, as the authors' release; ``None``
+            keeps timm's dilation (see :mod:`danet.backbone`).
+        align_corners: of the bilinear upsampling of the logits (``True`` in the authors' code).
         class_names, palette, input_size, ignore_index: metadata kept in the saved config, used by
             ``predict``, ``danet eval`` and ``danet export``.
 
@@ -71,6 +75,8 @@ class DANet(
         aux_head: bool = False,
         pam_reduction: int = 8,
         pam_scale: str = "none",
+        multi_grid: list[int] | None = None,
+        align_corners: bool = False,
         class_names: list[str] | None = None,
         palette: list[list[int]] | None = None,
         input_size: list[int] | None = None,
@@ -110,7 +116,12 @@ class DANet(
             from danet.weights import imagenet_weights
 
             pretrained = imagenet_weights(backbone)
-        self.backbone = create_features(backbone, output_stride, pretrained=pretrained is True)
+        if not isinstance(align_corners, bool):
+            raise ValueError(f"align_corners={align_corners!r} must be true or false")
+        self.backbone = create_features(
+            backbone, output_stride, pretrained=pretrained is True, multi_grid=multi_grid
+        )
+        self.align_corners = align_corners
         if isinstance(pretrained, (str, Path)):
             from danet.weights import load_backbone_weights
 
@@ -141,7 +152,7 @@ class DANet(
             logits["aux"] = self.aux(c3)
         size = x.shape[-2:]
         return {
-            name: F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+            name: F.interpolate(out, size=size, mode="bilinear", align_corners=self.align_corners)
             for name, out in logits.items()
         }
 
