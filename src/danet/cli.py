@@ -336,6 +336,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="auto", help="auto, mmseg or original")
     p.add_argument("--dataset", help="class names and palette when the checkpoint has none")
     p.add_argument("--input-size", type=_size, help="native H,W for eval/predict/export")
+    p.add_argument("--align-corners", action=argparse.BooleanOptionalAction, default=None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -622,13 +623,15 @@ def run_convert(args: argparse.Namespace) -> None:
     """``danet convert``."""
     from danet.convert import convert
 
-    report = convert(args.src, args.out, args.format, args.dataset, args.input_size)
+    report = convert(
+        args.src, args.out, args.format, args.dataset, args.input_size, args.align_corners
+    )
     config = report.config
     names = "named" if config.get("class_names") else "unnamed: --dataset names them"
-    dropped = ", ".join(f"{k} ({n} tensors)" for k, n in report.dropped.items()) or "nothing"
+    dropped = ", ".join(f"{k} ({n} tensors)" if n else k for k, n in report.dropped.items())
     print(
         f"{report.format}: {config['backbone']} DANet, {config['num_classes']} classes ({names}); "
-        f"{report.tensors} tensors loaded, dropped {dropped}\nwrote {report.folder}"
+        f"{report.tensors} tensors loaded, dropped {dropped or 'nothing'}\nwrote {report.folder}"
     )
 
 

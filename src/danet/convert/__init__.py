@@ -93,11 +93,13 @@ def convert(
     format: str = "auto",
     dataset: str | None = None,
     input_size: Sequence[int] | None = None,
+    align_corners: bool | None = None,
 ) -> Report:
     """Convert the checkpoint ``src`` into the danet model folder ``out``.
 
     Class names and palette come from the checkpoint's ``meta`` where it has them, else from
     ``dataset``; ``input_size`` ([H, W]) is the native size that eval, predict and export use.
+    ``align_corners`` overrides what the format and the checkpoint's config say.
     """
     if format not in FORMATS:
         raise ValueError(f"--format {format!r} is not one of {', '.join(FORMATS)}")
@@ -109,6 +111,8 @@ def convert(
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         checkpoint = {"state_dict": state}
     converted = CONVERTERS[format](checkpoint, state, origin)
+    if align_corners is not None:
+        converted.config["align_corners"] = align_corners
     num_classes = converted.config["num_classes"]
     if dataset is not None:
         names, palette = dataset_classes(dataset)

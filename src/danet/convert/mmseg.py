@@ -9,11 +9,14 @@ The file is ``{"meta", "state_dict", "optimizer"}``. Its model is:
   (softmax(rowmax(E) - E)), dropout 0.1 before each 1x1 classifier;
 - ``FCNHead`` auxiliary head on layer3 (one 3x3 conv to 256 channels, no concat): danet's
   ``aux_head``;
-- logits resized with ``align_corners=False``; input RGB normalised with ImageNet's mean and std.
+- logits resized with ``align_corners=False``, except in the Cityscapes 769x769 models, whose
+  config sets ``align_corners=True``: read from the config text that ``meta`` carries;
+- input RGB normalised with ImageNet's mean and std.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -63,6 +66,15 @@ def classes_from_meta(meta: Any) -> tuple[list[str] | None, list[list[int]] | No
     return names, palette
 
 
+def align_corners_from_meta(meta: Any) -> bool:
+    """The decode head's ``align_corners`` in the config text of ``meta`` (False without one)."""
+    text = (meta.get("config") or meta.get("cfg")) if isinstance(meta, dict) else None
+    if not isinstance(text, str) or "decode_head" not in text:
+        return False
+    found = re.search(r"align_corners\s*=\s*(True|False)", text[text.index("decode_head") :])
+    return found is not None and found.group(1) == "True"
+
+
 def convert_mmseg(
     checkpoint: dict[str, Any], state: dict[str, torch.Tensor], origin: str
 ) -> Converted:
@@ -89,7 +101,7 @@ def convert_mmseg(
         "attention": "both",
         "aux_head": any(k.startswith("auxiliary_head.") for k in state),
         "pam_reduction": channels // query,
-        "align_corners": False,
+        "align_corners": align_corners_from_meta(checkpoint.get("meta")),
     }
     names, palette = classes_from_meta(checkpoint.get("meta"))
     dropped = [key for key in checkpoint if key not in ("state_dict", "meta")]
