@@ -34,6 +34,7 @@ from danet.cli import main as danet_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (193, 385)  # not a multiple of 8: the upsampling's align_corners matters
+LARGE = (513, 1025)  # N = 65 x 129 positions: danet's PAM takes its blocked O(N) path here
 MEAN, STD = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
 
 
@@ -50,11 +51,11 @@ def stub_mmcv_ops() -> None:
     sys.modules["mmcv.ops"] = ops
 
 
-def test_image(seed: int = 0) -> torch.Tensor:
+def test_image(seed: int = 0, size: tuple[int, int] = SIZE) -> torch.Tensor:
     """A smooth random RGB image in [0, 1], normalised with ImageNet's mean and std."""
     gen = torch.Generator().manual_seed(seed)
-    rgb = F.interpolate(torch.rand(1, 3, 13, 25, generator=gen), SIZE, mode="bicubic")
-    rgb = (rgb + 0.1 * torch.rand(1, 3, *SIZE, generator=gen)).clamp(0, 1)
+    rgb = F.interpolate(torch.rand(1, 3, 13, 25, generator=gen), size, mode="bicubic")
+    rgb = (rgb + 0.1 * torch.rand(1, 3, *size, generator=gen)).clamp(0, 1)
     return (rgb - MEAN[:, None, None]) / STD[:, None, None]
 
 
@@ -216,6 +217,12 @@ def verify_mmseg(tmp: Path, write_layouts: bool) -> bool:
         ours = convert_and_run(src, tmp / name, x)
         print(f"mmseg {name} ({style} checkpoint, {theirs['out'].shape[1]} classes)")
         ok &= compare(name, ours, theirs)
+        if i == 0:  # a larger input, where danet's position attention is blocked, not naive
+            big = test_image(7, LARGE)
+            with torch.no_grad():
+                ours_big = danet.load(tmp / name)(big)
+            print(f"  same model, {LARGE[0]}x{LARGE[1]} input (danet's PAM blocked):")
+            ok &= compare(f"{name}, large", ours_big, mmseg_outputs(model, big))
         if "769x769" in name:  # control: align_corners=True must come from the config in meta
             wrong = convert_and_run(src, tmp / "wrong", x, "--no-align-corners")
             print("  control, converted with --no-align-corners (must not pass):")
@@ -319,6 +326,13 @@ def verify_authors(src: Path, tmp: Path, write_layouts: bool) -> bool:
         ours = convert_and_run(path, tmp / f"authors_{backbone}", x, *flags)
         print(f"authors' DANet {backbone} ({nclass} classes)")
         ok &= compare(f"authors {backbone}", ours, theirs)
+        if backbone == "resnet101":  # a larger input, where danet's PAM is blocked, not naive
+            big = test_image(7, LARGE)
+            with torch.no_grad():
+                theirs_big = dict(zip(("out", "pam", "cam"), model(big), strict=True))
+                ours_big = danet.load(tmp / f"authors_{backbone}")(big)
+            print(f"  same model, {LARGE[0]}x{LARGE[1]} input (danet's PAM blocked):")
+            ok &= compare(f"authors {backbone}, large", ours_big, theirs_big)
         if backbone == "resnet50":  # control: a wrong build option must show up as a FAIL
             wrong = convert_and_run(path, tmp / "wrong", x, "--no-align-corners")
             print("  control, converted with --no-align-corners (must not pass):")

@@ -288,6 +288,14 @@ def test_plain_pickle_file_is_refused(tmp_path, capsys):
             "'decode_head.psp.w' is not part of an mmsegmentation DANet",
         ),
         (
+            {
+                "backbone.stem.0.weight": torch.zeros(32, 3, 3, 3),
+                "decode_head.pam.query_project.weight": torch.zeros(1),
+                "decode_head.pam.query_project.conv.weight": torch.zeros(1),
+            },
+            "two tensors map to head.branches.pam.attention.query.weight",
+        ),
+        (
             {"pretrained.conv1.weight": torch.zeros(1), "head.conv9.weight": torch.ones(1)},
             "'head.conv9.weight' is not part of the authors' DANet",
         ),

@@ -100,7 +100,10 @@ def rename(
     for key, tensor in state.items():
         for pattern, repl in compiled:
             if pattern.match(key):
-                out[pattern.sub(repl, key, count=1)] = tensor
+                name = pattern.sub(repl, key, count=1)
+                if name in out:
+                    raise ValueError(f"{origin}: two tensors map to {name}, the second is {key!r}")
+                out[name] = tensor
                 break
         else:
             raise ValueError(f"{origin}: tensor {key!r} is not part of {what}")

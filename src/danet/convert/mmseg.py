@@ -31,7 +31,8 @@ RULES = [
     (r"decode_head\.(pam|cam)_in_conv\.bn\.", r"head.branches.\1.conv_in.1."),
     (r"decode_head\.(pam|cam)_out_conv\.conv\.", r"head.branches.\1.conv_out.0."),
     (r"decode_head\.(pam|cam)_out_conv\.bn\.", r"head.branches.\1.conv_out.1."),
-    (r"decode_head\.pam\.(query|key|value)_project\.", r"head.branches.pam.attention.\1."),
+    # a plain Conv2d in mmseg (key_query_norm=False), a ConvModule (".conv.") if built otherwise
+    (r"decode_head\.pam\.(query|key|value)_project\.(conv\.)?", r"head.branches.pam.attention.\1."),
     (r"decode_head\.(pam|cam)\.gamma\.scale$", r"head.branches.\1.attention.gamma"),
     (r"decode_head\.conv_seg\.", "head.classifier.1."),
     (r"decode_head\.(pam|cam)_conv_seg\.", r"head.classifiers.\1.1."),
@@ -86,10 +87,14 @@ def convert_mmseg(
         raise ValueError(f"{origin}: the stem starts with {stem} channels; ResNetV1c has 32")
     renamed = rename(state, RULES, WHAT, origin)
     for branch in ("pam", "cam"):  # mmcv's Scale holds a 0-d tensor, danet's gamma has shape (1,)
-        key = f"head.branches.{branch}.attention.gamma"
-        renamed[key] = tensor(renamed, key, origin).reshape(1)
-    channels = tensor(state, "decode_head.pam_in_conv.conv.weight", origin).shape[0]
-    query = tensor(state, "decode_head.pam.query_project.weight", origin).shape[0]
+        gamma = tensor(renamed, f"head.branches.{branch}.attention.gamma", origin)
+        if gamma.numel() != 1:
+            raise ValueError(
+                f"{origin}: decode_head.{branch}.gamma.scale holds {gamma.numel()} values"
+            )
+        renamed[f"head.branches.{branch}.attention.gamma"] = gamma.reshape(1)
+    channels = tensor(renamed, "head.branches.pam.conv_in.0.weight", origin).shape[0]
+    query = tensor(renamed, "head.branches.pam.attention.query.weight", origin).shape[0]
     if channels % query:
         raise ValueError(f"{origin}: PAM query has {query} channels, not a divisor of {channels}")
     num_classes = tensor(state, "decode_head.conv_seg.weight", origin).shape[0]
