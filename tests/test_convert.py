@@ -22,7 +22,7 @@ import danet
 from danet import DANet
 from danet.cli import main
 from danet.convert import convert, detect_format, read_checkpoint
-from danet.convert.mmseg import align_corners_from_meta
+from danet.convert.mmseg import align_corners_from_meta, classes_from_meta
 
 DATA = Path(__file__).parent / "data"
 NUM_CLASSES = 3
@@ -208,6 +208,31 @@ def test_cli_reports_what_was_used_and_dropped(original_case):
 )
 def test_align_corners_comes_from_the_config_in_meta(meta, expected):
     assert align_corners_from_meta(meta) is expected
+
+
+@pytest.mark.parametrize(
+    ("meta", "expected"),
+    [
+        (
+            {"CLASSES": ("a", "b"), "PALETTE": [[1, 2, 3], [4, 5, 6]]},
+            (["a", "b"], [[1, 2, 3], [4, 5, 6]]),
+        ),
+        (
+            {"dataset_meta": {"classes": ("a",), "palette": [(np.uint8(9), 8, 7)]}},
+            (["a"], [[9, 8, 7]]),
+        ),
+        ({"dataset_meta": {"classes": ["a"]}}, (["a"], None)),
+        ({"seed": 0}, (None, None)),
+    ],
+)
+def test_classes_come_from_meta_of_both_mmseg_versions(meta, expected):
+    assert classes_from_meta(meta) == expected
+
+
+@pytest.mark.parametrize("palette", [[[1, 2]], [[1, 2, 300]], [["red", 0, 0]], [None]])
+def test_a_bad_palette_in_meta_is_named(palette):
+    with pytest.raises(ValueError, match="x.pth: the palette in its meta is not a list of RGB"):
+        classes_from_meta({"CLASSES": ("a",), "PALETTE": palette}, "x.pth")
 
 
 def _layout(path: Path) -> dict[str, tuple[int, ...]]:

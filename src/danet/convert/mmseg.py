@@ -50,7 +50,9 @@ def is_mmseg(state: dict[str, torch.Tensor]) -> bool:
     return any(k.startswith("decode_head.") for k in state)
 
 
-def classes_from_meta(meta: Any) -> tuple[list[str] | None, list[list[int]] | None]:
+def classes_from_meta(
+    meta: Any, origin: str = "checkpoint"
+) -> tuple[list[str] | None, list[list[int]] | None]:
     """Class names and palette from ``meta``: mmseg 1.x ``dataset_meta``, or 0.x ``CLASSES``."""
     if not isinstance(meta, dict):
         return None, None
@@ -60,11 +62,15 @@ def classes_from_meta(meta: Any) -> tuple[list[str] | None, list[list[int]] | No
     else:
         names, palette = meta.get("CLASSES"), meta.get("PALETTE")
     names = [str(n) for n in names] if isinstance(names, (list, tuple)) else None
-    if isinstance(palette, (list, tuple)):
-        palette = [[int(v) for v in color] for color in palette]
-    else:
-        palette = None
-    return names, palette
+    if not isinstance(palette, (list, tuple)):
+        return names, None
+    try:
+        colors = [[int(v) for v in color] for color in palette]
+    except (TypeError, ValueError):
+        colors = []
+    if not colors or any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in colors):
+        raise ValueError(f"{origin}: the palette in its meta is not a list of RGB colours")
+    return names, colors
 
 
 def align_corners_from_meta(meta: Any) -> bool:
@@ -108,6 +114,6 @@ def convert_mmseg(
         "pam_reduction": channels // query,
         "align_corners": align_corners_from_meta(checkpoint.get("meta")),
     }
-    names, palette = classes_from_meta(checkpoint.get("meta"))
+    names, palette = classes_from_meta(checkpoint.get("meta"), origin)
     dropped = [key for key in checkpoint if key not in ("state_dict", "meta")]
     return Converted(config, renamed, names, palette, dropped)
