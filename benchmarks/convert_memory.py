@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from danet import DANet, PositionAttention
+from danet.efficient_attention import fits_one_block
 
 RESULTS = Path(__file__).parent / "results"
 THREADS = 2
@@ -81,8 +82,9 @@ def table(rows: list[dict], height: int, width: int) -> str:
         "| model | position attention | peak extra memory | forward time |",
         "| --- | --- | ---: | ---: |",
     ]
+    auto = "auto: naive here (N x N fits one block)" if fits_one_block(1, n, n) else "O(N), blocked"
     for row in rows:
-        impl = {"auto": "O(N), blocked", "naive": "naive N x N"}[row["impl"]]
+        impl = {"auto": auto, "naive": "naive N x N"}[row["impl"]]
         if "error" in row:
             lines.append(f"| {row['model']} | {impl} | failed (exit {row['error']}) | |")
             continue
@@ -95,7 +97,9 @@ def table(rows: list[dict], height: int, width: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="1024,2048", help="H,W of the image")
-    parser.add_argument("--measure", nargs=3, metavar=("MODEL", "IMPL", "SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--measure", nargs=3, metavar=("MODEL", "IMPL", "SIZE"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.measure:
         model_name, impl, size = args.measure
@@ -106,7 +110,13 @@ def main() -> None:
     rows = []
     for model_name in MODELS:
         for impl in IMPLS:
-            rows.append({"model": model_name, "impl": impl, **in_subprocess(model_name, impl, height, width)})
+            rows.append(
+                {
+                    "model": model_name,
+                    "impl": impl,
+                    **in_subprocess(model_name, impl, height, width),
+                }
+            )
             print(rows[-1], file=sys.stderr)
     text = table(rows, height, width)
     print(text)

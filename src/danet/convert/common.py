@@ -61,7 +61,8 @@ def read_checkpoint(path: str | Path) -> Any:
         if "weights_only" in text or "GLOBAL" in text or "Unsupported" in text:
             raise ValueError(
                 f"{path}: refused: its pickle would import {_unsafe_globals(path, text)}, and danet "
-                "reads only tensors and plain data (nothing in the file was run)"
+                "reads only tensors and plain data (nothing in the file was run); if you trust it, "
+                "re-save just its 'state_dict' and 'meta' with torch.save where it loads"
             ) from None
         first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
