@@ -42,7 +42,8 @@ def test_multi_grid_multiplies_the_last_stage_dilation(stride, expected):
     [
         ("mobilenetv2_100", [1, 2], "needs a timm ResNet backbone"),
         ("resnet18", [1, 2, 4], "has 3 rates but the last stage of resnet18 has 2 blocks"),
-        ("resnet18", [1, 0], "must hold positive integers"),
+        ("resnet18", [1, 0], "must be a list of positive integers"),
+        ("resnet18", 2, "multi_grid=2 must be a list"),
     ],
 )
 def test_bad_multi_grid_is_named(backbone, grid, message):
