@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import danet
 from danet import DANet
-from danet.backbone import create_backbone
+from danet.backbone import create_features
 
 
 def dilations(features: torch.nn.Module, stage: str) -> list[int]:
@@ -20,7 +20,7 @@ def dilations(features: torch.nn.Module, stage: str) -> list[int]:
 def test_timm_dilates_like_mmseg_contract_dilation():
     """The first block of a dilated stage keeps the previous stage's dilation (1 then 2)."""
     with torch.device("meta"):
-        features = create_backbone("resnet50c", output_stride=8)
+        features = create_features("resnet50c", output_stride=8)
     assert dilations(features, "layer3") == [1, 2, 2, 2, 2, 2]
     assert dilations(features, "layer4") == [2, 4, 4]
 
@@ -28,8 +28,8 @@ def test_timm_dilates_like_mmseg_contract_dilation():
 @pytest.mark.parametrize(("stride", "expected"), [(8, [4, 8, 16]), (16, [2, 4, 8])])
 def test_multi_grid_multiplies_the_last_stage_dilation(stride, expected):
     with torch.device("meta"):
-        features = create_backbone("resnet101", output_stride=stride, multi_grid=[1, 2, 4])
-        plain = create_backbone("resnet101", output_stride=stride)
+        features = create_features("resnet101", output_stride=stride, multi_grid=[1, 2, 4])
+        plain = create_features("resnet101", output_stride=stride)
     assert dilations(features, "layer4") == expected
     assert dilations(features, "layer3") == dilations(plain, "layer3")
     padding = [b.conv2.padding[0] for b in features.layer4]

@@ -41,11 +41,11 @@ def test_every_flag_has_help_and_shared_flags_agree() -> None:
         for action in parser._actions:
             assert action.help, f"danet {name} {action.option_strings or action.dest}: no help"
         checkpoint = flag(parser, "--checkpoint")
-        if name != "train":  # train writes a run; every other command reads a model
+        if name not in ("train", "convert"):  # they write a model; every other command reads one
             assert checkpoint is not None, name
             assert checkpoint.default == DEFAULT_CHECKPOINT and not checkpoint.required, name
         device = flag(parser, "--device")
-        if name != "export":  # export traces on the CPU
+        if name not in ("export", "convert"):  # export traces on the CPU; convert only renames
             assert device is not None, name
             assert device.default == ("auto" if name != "train" else None), name  # recipe: auto
         assert flag(parser, "--debug") is not None, name

@@ -330,13 +330,18 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="mmsegmentation's or the authors' DANet -> model folder")
-    p.add_argument("src", help="the .pth / .pth.tar file")
+    p = _parser(sub, "convert", "mmsegmentation's or the authors' DANet checkpoint -> model folder")
+    p.add_argument("src", help="the .pth / .pth.tar file (read without running code)")
     p.add_argument("--out", required=True, help="model folder to write")
     p.add_argument("--format", default="auto", help="auto, mmseg or original")
     p.add_argument("--dataset", help="class names and palette when the checkpoint has none")
     p.add_argument("--input-size", type=_size, help="native H,W for eval/predict/export")
-    p.add_argument("--align-corners", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument(
+        "--align-corners",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="of the logits' upsampling (default: what the format and the checkpoint's config say)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
