@@ -56,3 +56,18 @@ def small_model() -> danet.DANet:
         class_names=list(CamVid.class_names),
         palette=[list(c) for c in CamVid.palette],
     ).eval()
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path, small_model: danet.DANet) -> Path:
+    """The small model saved as a model folder."""
+    return danet.save_model(small_model, tmp_path / "model")
+
+
+def live_attention(model: danet.DANet) -> danet.DANet:
+    """``model`` with non-zero attention gammas (a new DANet's are 0), so that both attentions
+    reach the output."""
+    with torch.no_grad():
+        model.head.branches["pam"].attention.gamma.fill_(0.7)
+        model.head.branches["cam"].attention.gamma.fill_(0.3)
+    return model

@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import live_attention
 
 import danet
 from danet import efficient_attention
@@ -24,11 +25,8 @@ from danet.quantize import default_calibration
 
 @pytest.fixture
 def checkpoint(tmp_path: Path, small_model: danet.DANet) -> Path:
-    """The small model with non-zero attention gammas, so that both attentions reach the output."""
-    with torch.no_grad():
-        small_model.head.branches["pam"].attention.gamma.fill_(0.7)
-        small_model.head.branches["cam"].attention.gamma.fill_(0.3)
-    return danet.save_model(small_model, tmp_path / "model")
+    """The small model with both attentions reaching the output."""
+    return danet.save_model(live_attention(small_model), tmp_path / "model")
 
 
 def _agreement(onnx_path: Path, checkpoint: Path, x: torch.Tensor) -> tuple[list, float]:

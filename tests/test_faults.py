@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -62,10 +63,19 @@ def steps(run_dir: Path) -> list[int]:
     return [r["step"] for r in read_rows(run_dir / "metrics.jsonl") if "loss" in r]
 
 
-def _mount_tmpfs(path: Path, options: str) -> None:
+@contextmanager
+def _mounted_tmpfs(path: Path, options: str) -> Iterator[Path]:
+    """``path`` as a small tmpfs mounted with ``options`` (the test skips if it cannot be)."""
     path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True,
-                   capture_output=True)  # fmt: skip
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True,
+                       capture_output=True)  # fmt: skip
+    except (subprocess.CalledProcessError, FileNotFoundError) as err:
+        pytest.skip(f"cannot mount a tmpfs -o {options} here ({err})")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=False)  # even if a file is open
 
 
 @pytest.fixture
@@ -73,13 +83,8 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A real small file system (tmpfs, 64 KiB for a start; remount to resize)."""
     if os.geteuid() != 0:
         pytest.skip("a real full disk needs a tmpfs mount, which needs root")
-    path = tmp_path / "tiny"
-    try:
-        _mount_tmpfs(path, "size=64k")
-    except (subprocess.CalledProcessError, FileNotFoundError) as err:
-        pytest.skip(f"cannot mount a tmpfs here ({err})")
-    yield path
-    subprocess.run(["umount", "--lazy", str(path)], check=False)  # even if a file is open
+    with _mounted_tmpfs(tmp_path / "tiny", "size=64k") as path:
+        yield path
 
 
 @pytest.fixture
@@ -92,17 +97,8 @@ def read_only(tmp_path: Path) -> Iterator[Path]:
         yield path
         path.chmod(0o755)
         return
-    try:
-        _mount_tmpfs(path, "ro,size=64k")
-    except (subprocess.CalledProcessError, FileNotFoundError) as err:
-        pytest.skip(f"cannot mount a read-only tmpfs here ({err})")
-    yield path
-    subprocess.run(["umount", "--lazy", str(path)], check=False)  # even if a file is open
-
-
-@pytest.fixture
-def model_dir(tmp_path: Path, small_model: danet.DANet) -> Path:
-    return danet.save_model(small_model, tmp_path / "model")
+    with _mounted_tmpfs(path, "ro,size=64k") as path:
+        yield path
 
 
 def _png(path: Path, size: tuple[int, int] = (40, 60)) -> Path:
@@ -283,18 +279,18 @@ def test_bad_training_data_under_workers_is_one_line(
 
 
 def test_unwritable_folders_are_one_line(
-    read_only: Path, model_dir: Path, camvid_root: Path, tmp_path: Path, capsys, monkeypatch
+    read_only: Path, checkpoint: Path, camvid_root: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
     import danet.engine
 
     image = str(_png(tmp_path / "a.png"))
     commands = [
-        ["predict", image, "--checkpoint", str(model_dir), "--out", str(read_only / "p")],
-        ["attention", image, "--checkpoint", str(model_dir), "--out", str(read_only / "a")],
+        ["predict", image, "--checkpoint", str(checkpoint), "--out", str(read_only / "p")],
+        ["attention", image, "--checkpoint", str(checkpoint), "--out", str(read_only / "a")],
         [
             "eval",
             "--checkpoint",
-            str(model_dir),
+            str(checkpoint),
             "--dataset",
             "camvid",
             "--data-root",
@@ -302,8 +298,8 @@ def test_unwritable_folders_are_one_line(
             "--json",
             str(read_only / "e.json"),
         ],  # fmt: skip
-        ["export", "--checkpoint", str(model_dir), "--onnx", str(read_only / "m.onnx")],
-        ["demo", "--checkpoint", str(model_dir), "--out", str(read_only / "d")],
+        ["export", "--checkpoint", str(checkpoint), "--onnx", str(read_only / "m.onnx")],
+        ["demo", "--checkpoint", str(checkpoint), "--out", str(read_only / "d")],
         train_args(camvid_root, read_only / "t", "--iters", "1"),
     ]
 
@@ -319,9 +315,9 @@ def test_unwritable_folders_are_one_line(
         assert str(read_only) in line, line
 
 
-def test_eval_json_pointing_at_a_folder(model_dir: Path, camvid_root: Path, tmp_path: Path,
+def test_eval_json_pointing_at_a_folder(checkpoint: Path, camvid_root: Path, tmp_path: Path,
                                         capsys) -> None:  # fmt: skip
-    code, err = run(["eval", "--checkpoint", str(model_dir), "--dataset", "camvid",
+    code, err = run(["eval", "--checkpoint", str(checkpoint), "--dataset", "camvid",
                      "--data-root", str(camvid_root), "--json", str(tmp_path)], capsys)  # fmt: skip
     assert code == 2 and one_line(err).endswith(f"is a folder; give a file name: {tmp_path}")
 
@@ -340,13 +336,13 @@ def test_nan_loss_is_one_line(camvid_root: Path, tmp_path: Path, capsys, monkeyp
 
 
 @pytest.mark.parametrize("device", ["junk", "cuda", "cuda:7"])
-def test_bad_device_is_one_line(model_dir: Path, tmp_path: Path, capsys, device: str) -> None:
+def test_bad_device_is_one_line(checkpoint: Path, tmp_path: Path, capsys, device: str) -> None:
     if device.startswith("cuda") and torch.cuda.device_count() > 7:
         pytest.skip("this machine has the GPUs asked for")
     if device == "cuda" and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     image = str(_png(tmp_path / "a.png"))
-    code, err = run(["predict", image, "--checkpoint", str(model_dir), "--device", device,
+    code, err = run(["predict", image, "--checkpoint", str(checkpoint), "--device", device,
                      "--out", str(tmp_path / "p")], capsys)  # fmt: skip
     assert code == 2 and f"--device {device}" in one_line(err).replace("'", "")
 
@@ -399,23 +395,23 @@ except ValueError as err:
 """
 
 
-def test_config_is_checked_against_the_weights_before_building(model_dir: Path) -> None:
+def test_config_is_checked_against_the_weights_before_building(checkpoint: Path) -> None:
     # 20M classes would allocate 6.4 GB per classifier; the config is checked on the meta device
-    proc = subprocess.run([sys.executable, "-c", _HUGE_CONFIG, str(model_dir)],
+    proc = subprocess.run([sys.executable, "-c", _HUGE_CONFIG, str(checkpoint)],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-1500:]
     assert "model.safetensors" in proc.stdout and "(20000000" in proc.stdout, proc.stdout
 
 
 def test_images_over_the_pixel_budget_are_refused_before_decoding(
-    model_dir: Path, tmp_path: Path, capsys
+    checkpoint: Path, tmp_path: Path, capsys
 ) -> None:
     big = tmp_path / "big.png"
     Image.new("L", (5000, 4000)).save(big)  # 20 MP: under Pillow's bomb limit, over the budget
     with pytest.raises(DataError, match=r"5000x4000 image \(20000000 pixels\) is over the pixel"):
         danet.data.read_image(big)
     small = str(_png(tmp_path / "a.png", (40, 60)))
-    argv = ["predict", small, "--checkpoint", str(model_dir), "--out", str(tmp_path / "p")]
+    argv = ["predict", small, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "p")]
     code, err = run([*argv, "--max-pixels", "1000"], capsys)
     assert code == 2 and "over the pixel budget of 1000" in one_line(err)
     assert run([*argv, "--max-pixels", "2400"], capsys)[0] == 0  # the flag raises the budget
@@ -470,7 +466,7 @@ def test_resume_extends_a_finished_run_and_refuses_what_it_cannot_honour(
 
 
 def test_truncated_video_reports_frames_read_against_promised(
-    model_dir: Path, tmp_path: Path, capsys
+    checkpoint: Path, tmp_path: Path, capsys
 ) -> None:
     path = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (48, 32))
@@ -479,7 +475,7 @@ def test_truncated_video_reports_frames_read_against_promised(
         writer.write(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8))
     writer.release()
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    code, err = run(["predict", str(path), "--checkpoint", str(model_dir), "--out",
+    code, err = run(["predict", str(path), "--checkpoint", str(checkpoint), "--out",
                      str(tmp_path / "p")], capsys)  # fmt: skip
     assert code == 0
     read = len(list((tmp_path / "p").glob("clip_*_label.png")))

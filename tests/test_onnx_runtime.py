@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import live_attention
 from PIL import Image
 
 import danet
@@ -19,10 +20,8 @@ from danet.onnx_runtime import OnnxModel, load_model
 
 @pytest.fixture
 def checkpoint(tmp_path: Path, small_model: danet.DANet) -> Path:
-    with torch.no_grad():
-        small_model.head.branches["pam"].attention.gamma.fill_(0.7)
-        small_model.head.branches["cam"].attention.gamma.fill_(0.3)
-    return danet.save_model(small_model, tmp_path / "model")
+    """The small model with both attentions reaching the output."""
+    return danet.save_model(live_attention(small_model), tmp_path / "model")
 
 
 @pytest.fixture

@@ -17,11 +17,6 @@ from danet.inference import segment
 from danet.predict import make_palette, predict_paths
 
 
-@pytest.fixture
-def checkpoint(tmp_path: Path, small_model: danet.DANet) -> Path:
-    return danet.save_model(small_model, tmp_path / "model")
-
-
 def _image(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)

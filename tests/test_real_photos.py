@@ -20,11 +20,6 @@ from danet.legend import add_legend, classes_by_area
 from danet.predict import make_palette, predict_paths
 
 
-@pytest.fixture
-def checkpoint(tmp_path: Path, small_model: danet.DANet) -> Path:
-    return danet.save_model(small_model, tmp_path / "model")
-
-
 def _image(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

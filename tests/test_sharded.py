@@ -33,11 +33,6 @@ def torchrun(argv: list[str], processes: int = 2) -> subprocess.CompletedProcess
     return result
 
 
-@pytest.fixture
-def checkpoint(tmp_path: Path, small_model: danet.DANet) -> Path:
-    return danet.save_model(small_model, tmp_path / "model")
-
-
 def test_sharded_eval_equals_one_process(checkpoint: Path, tmp_path: Path) -> None:
     root = make_camvid_tree(tmp_path / "camvid", {"val": 3})  # odd: the ranks get 2 and 1
     argv = ["eval", "--checkpoint", str(checkpoint), "--dataset", "camvid",

@@ -22,11 +22,6 @@ from danet.visualize import (
 
 
 @pytest.fixture
-def checkpoint(tmp_path: Path, small_model: danet.DANet) -> Path:
-    return danet.save_model(small_model, tmp_path / "model")
-
-
-@pytest.fixture
 def image(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     path = tmp_path / "street.png"
