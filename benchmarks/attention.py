@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from peak_memory import peak_rise
 
 from danet.efficient_attention import blocked_attention, fits_one_block, naive_attention
 
@@ -59,23 +60,14 @@ def run_once(impl: str, inputs: tuple[torch.Tensor, ...], backward: bool) -> flo
     return time.perf_counter() - start
 
 
-def proc_kib(field: str) -> int:
-    """A ``Vm*`` field of /proc/self/status, in KiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
 def measure_memory(impl: str, n: int, backward: bool) -> dict[str, float]:
     """In this (fresh) process: peak extra resident memory of one call, and its time."""
     torch.set_num_threads(THREADS)
     run_once(impl, make_inputs(64), backward)  # load kernels and thread pools first
     inputs = make_inputs(n)
-    before = proc_kib("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    seconds = run_once(impl, inputs, backward)
-    return {"peak_mib": (proc_kib("VmHWM") - before) / 1024, "seconds": seconds}
+    with peak_rise() as measured:
+        run_once(impl, inputs, backward)
+    return measured
 
 
 def memory_in_subprocess(impl: str, n: int, backward: bool) -> dict[str, float]:

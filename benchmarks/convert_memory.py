@@ -22,10 +22,10 @@ import json
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
+from peak_memory import peak_rise
 
 from danet import DANet, PositionAttention
 from danet.efficient_attention import fits_one_block
@@ -39,14 +39,6 @@ MODELS = {
 IMPLS = ("auto", "naive")
 
 
-def proc_kib(field: str) -> int:
-    """A ``Vm*`` field of /proc/self/status, in KiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
 def measure(model_name: str, impl: str, height: int, width: int) -> dict[str, float]:
     """In this (fresh) process: peak extra resident memory and seconds of one forward."""
     torch.set_num_threads(THREADS)
@@ -57,12 +49,9 @@ def measure(model_name: str, impl: str, height: int, width: int) -> dict[str, fl
     with torch.no_grad():
         model(torch.randn(1, 3, 64, 64))  # load kernels and thread pools first
         x = torch.randn(1, 3, height, width)
-        before = proc_kib("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-        start = time.perf_counter()
-        model(x)
-        seconds = time.perf_counter() - start
-    return {"peak_mib": (proc_kib("VmHWM") - before) / 1024, "seconds": seconds}
+        with peak_rise() as measured:
+            model(x)
+    return measured
 
 
 def in_subprocess(model_name: str, impl: str, height: int, width: int) -> dict[str, float]:

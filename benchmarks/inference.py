@@ -29,6 +29,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 import torch
+from peak_memory import proc_mib
 
 import danet
 from danet.export import export_onnx
@@ -74,15 +75,6 @@ def measure(
                 times.append(time.perf_counter() - start)
     peak = proc_mib("VmHWM")
     return {"seconds": statistics.median(times), "peak_mib": peak, "model_mib": peak - imports}
-
-
-def proc_mib(field: str) -> float:
-    """``VmRSS`` or ``VmHWM`` (the resident high-water mark, which unlike ``ru_maxrss`` is not
-    inherited through exec) of this process, in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(f"/proc/self/status has no {field}")
 
 
 def measure_in_subprocess(
