@@ -138,3 +138,12 @@ def tensor(state: dict[str, torch.Tensor], key: str, origin: str) -> torch.Tenso
     if key not in state:
         raise ValueError(f"{origin}: no tensor {key!r}")
     return state[key]
+
+
+def pam_reduction(state: dict[str, torch.Tensor], conv_in: str, query: str, origin: str) -> int:
+    """The PAM's channel reduction: the head's channels (``conv_in``'s outputs) over the query's."""
+    channels = tensor(state, conv_in, origin).shape[0]
+    queries = tensor(state, query, origin).shape[0]
+    if channels % queries:
+        raise ValueError(f"{origin}: PAM query has {queries} channels, not a divisor of {channels}")
+    return channels // queries

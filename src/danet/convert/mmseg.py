@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from danet.convert.common import Converted, rename, resnet_depth, tensor
+from danet.convert.common import Converted, pam_reduction, rename, resnet_depth, tensor
 
 RULES = [
     (r"backbone\.stem\.([01346])\.", r"backbone.conv1.\1."),
@@ -99,10 +99,6 @@ def convert_mmseg(
                 f"{origin}: decode_head.{branch}.gamma.scale holds {gamma.numel()} values"
             )
         renamed[f"head.branches.{branch}.attention.gamma"] = gamma.reshape(1)
-    channels = tensor(renamed, "head.branches.pam.conv_in.0.weight", origin).shape[0]
-    query = tensor(renamed, "head.branches.pam.attention.query.weight", origin).shape[0]
-    if channels % query:
-        raise ValueError(f"{origin}: PAM query has {query} channels, not a divisor of {channels}")
     num_classes = tensor(state, "decode_head.conv_seg.weight", origin).shape[0]
     config = {
         "num_classes": num_classes,
@@ -111,7 +107,12 @@ def convert_mmseg(
         "cam_variant": "original",
         "attention": "both",
         "aux_head": any(k.startswith("auxiliary_head.") for k in state),
-        "pam_reduction": channels // query,
+        "pam_reduction": pam_reduction(
+            renamed,
+            "head.branches.pam.conv_in.0.weight",
+            "head.branches.pam.attention.query.weight",
+            origin,
+        ),
         "align_corners": align_corners_from_meta(checkpoint.get("meta")),
     }
     names, palette = classes_from_meta(checkpoint.get("meta"), origin)

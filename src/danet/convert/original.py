@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from danet.convert.common import Converted, rename, resnet_depth, tensor
+from danet.convert.common import Converted, pam_reduction, rename, resnet_depth, tensor
 
 RULES = [
     (r"pretrained\.(conv1|bn1)\.", r"backbone.\1."),
@@ -65,10 +65,6 @@ def convert_original(
     state = {k: v for k, v in state.items() if not k.startswith(DROPPED)}
     renamed = rename(state, RULES, WHAT, origin)
     deep_stem = "pretrained.conv1.0.weight" in state  # the encoding library's 64-64-128 stem
-    channels = tensor(state, "head.conv5a.0.weight", origin).shape[0]
-    query = tensor(state, "head.sa.query_conv.weight", origin).shape[0]
-    if channels % query:
-        raise ValueError(f"{origin}: PAM query has {query} channels, not a divisor of {channels}")
     depth = resnet_depth(state, "pretrained.", origin)
     config = {
         "num_classes": tensor(state, "head.conv8.1.weight", origin).shape[0],
@@ -77,7 +73,9 @@ def convert_original(
         "cam_variant": "original",
         "attention": "both",
         "aux_head": False,
-        "pam_reduction": channels // query,
+        "pam_reduction": pam_reduction(
+            state, "head.conv5a.0.weight", "head.sa.query_conv.weight", origin
+        ),
         "multi_grid": MULTI_GRID,
         "align_corners": True,
     }
