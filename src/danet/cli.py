@@ -114,96 +114,47 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     from danet.model import BACKBONES
 
     d = TrainConfig()
-
-    def recipe(text: str, name: str) -> str:
-        return f"{text} (recipe default: {getattr(d, name)})"
-
     p = _parser(sub, "train", "train DANet with the paper's recipe; flags override --config")
+
+    def recipe(flag: str, text: str, **kwargs: Any) -> None:
+        """A flag that overrides the recipe field of its name; its help shows the recipe's value."""
+        default = getattr(d, flag[2:].replace("-", "_"))
+        p.add_argument(flag, help=f"{text} (recipe default: {default})", **kwargs)
+
+    switch = dict(action=argparse.BooleanOptionalAction, default=None)
     p.add_argument(
         "--config",
         help=f"a bundled recipe ({', '.join(bundled_configs())}) or a YAML file",
     )
-    p.add_argument(
-        "--dataset", help=recipe(f"dataset layout: {', '.join(sorted(DATASETS))}", "dataset")
-    )
+    recipe("--dataset", f"dataset layout: {', '.join(sorted(DATASETS))}")
     p.add_argument("--data-root", help="the dataset's folder")
-    p.add_argument("--train-split", help=recipe("training split", "train_split"))
-    p.add_argument(
-        "--val-split", help=recipe("validation split; '' to skip validation", "val_split")
-    )
-    p.add_argument(
-        "--out", help=recipe("run folder (checkpoints, metrics.jsonl, curves.png)", "out")
-    )
-    p.add_argument(
-        "--backbone",
-        help=recipe(f"any timm CNN; the usual: {', '.join(BACKBONES)}", "backbone"),
-    )
-    p.add_argument(
-        "--output-stride", type=int, help=recipe("8 (the paper), 16 or 32", "output_stride")
-    )
-    p.add_argument(
-        "--pretrained",
-        help=recipe("'imagenet', a weight file, or 'none' for random init", "pretrained"),
-    )
-    p.add_argument("--attention", choices=ATTENTIONS, help=recipe("attention modules", "attention"))
-    p.add_argument(
-        "--cam-variant",
-        choices=CAM_VARIANTS,
-        help=recipe("channel attention formula", "cam_variant"),
-    )
-    p.add_argument(
-        "--pam-reduction", type=int, help=recipe("PAM query/key channel reduction", "pam_reduction")
-    )
-    p.add_argument(
-        "--pam-scale",
-        choices=("none", "learned"),
-        help=recipe("learned: softmax(s Q^T K), s learnt", "pam_scale"),
-    )
+    recipe("--train-split", "training split")
+    recipe("--val-split", "validation split; '' to skip validation")
+    recipe("--out", "run folder (checkpoints, metrics.jsonl, curves.png)")
+    recipe("--backbone", f"any timm CNN; the usual: {', '.join(BACKBONES)}")
+    recipe("--output-stride", "8 (the paper), 16 or 32", type=int)
+    recipe("--pretrained", "'imagenet', a weight file, or 'none' for random init")
+    recipe("--attention", "attention modules", choices=ATTENTIONS)
+    recipe("--cam-variant", "channel attention formula", choices=CAM_VARIANTS)
+    recipe("--pam-reduction", "PAM query/key channel reduction", type=int)
+    recipe("--pam-scale", "learned: softmax(s Q^T K), s learnt", choices=("none", "learned"))
     p.add_argument("--affinity-weight", type=float, help="weight of the PAM affinity loss (0: off)")
-    p.add_argument(
-        "--attention-lr-mult",
-        type=float,
-        help=recipe("extra lr factor on attention params", "attention_lr_mult"),
-    )
-    p.add_argument(
-        "--attention-weight-decay",
-        type=float,
-        help=recipe("weight decay of gamma and scale", "attention_weight_decay"),
-    )
-    p.add_argument(
-        "--aux-head",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help=recipe("FCN auxiliary head on c3", "aux_head"),
-    )
-    p.add_argument(
-        "--input-size", type=_size, help=recipe("native H,W for eval/predict/export", "input_size")
-    )
-    p.add_argument("--crop-size", type=_size, help=recipe("training crop, N or H,W", "crop_size"))
-    p.add_argument(
-        "--base-size", type=_size, help=recipe("resize images to H,W before scaling", "base_size")
-    )
-    p.add_argument("--batch-size", type=int, help=recipe("images per step", "batch_size"))
-    p.add_argument("--workers", type=int, help=recipe("data loader processes", "workers"))
-    p.add_argument("--iters", type=int, help=recipe("training steps", "iters"))
-    p.add_argument("--epochs", type=int, help=recipe("epochs, when --iters is not set", "epochs"))
-    p.add_argument("--lr", type=float, help=recipe("base learning rate", "lr"))
-    p.add_argument("--seed", type=int, help=recipe("random seed", "seed"))
+    recipe("--attention-lr-mult", "extra lr factor on attention params", type=float)
+    recipe("--attention-weight-decay", "weight decay of gamma and scale", type=float)
+    recipe("--aux-head", "FCN auxiliary head on c3", **switch)
+    recipe("--input-size", "native H,W for eval/predict/export", type=_size)
+    recipe("--crop-size", "training crop, N or H,W", type=_size)
+    recipe("--base-size", "resize images to H,W before scaling", type=_size)
+    recipe("--batch-size", "images per step", type=int)
+    recipe("--workers", "data loader processes", type=int)
+    recipe("--iters", "training steps", type=int)
+    recipe("--epochs", "epochs, when --iters is not set", type=int)
+    recipe("--lr", "base learning rate", type=float)
+    recipe("--seed", "random seed", type=int)
     _add_device(p, default=None)
-    p.add_argument(
-        "--checkpoint-every", type=int, help=recipe("steps between checkpoints", "checkpoint_every")
-    )
-    p.add_argument(
-        "--eval-every",
-        type=int,
-        help=recipe("steps between validations; 0: at the end", "eval_every"),
-    )
-    p.add_argument(
-        "--amp",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help=recipe("mixed precision on CUDA", "amp"),
-    )
+    recipe("--checkpoint-every", "steps between checkpoints", type=int)
+    recipe("--eval-every", "steps between validations; 0: at the end", type=int)
+    recipe("--amp", "mixed precision on CUDA", **switch)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     _add_quiet(p)
 
