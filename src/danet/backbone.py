@@ -73,7 +73,8 @@ class MultiGridBlock:
 
     def __call__(
         self, *args: Any, dilation: int = 1, first_dilation: int | None = None, **kwargs: Any
-    ):
+    ) -> nn.Module:
+        """The next block, its 3x3 convolutions all at ``dilation`` times its grid rate."""
         rate = dilation * next(self._grid)
         return self.block(*args, dilation=rate, first_dilation=rate, **kwargs)
 

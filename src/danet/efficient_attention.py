@@ -80,6 +80,7 @@ class BlockedAttention(torch.autograd.Function):
         v: torch.Tensor,
         block_size: int,
     ) -> torch.Tensor:
+        """q (B, N, d), k (B, M, d), v (B, M, C) -> (B, N, C), ``block_size`` queries at a time."""
         cdt = _compute_dtype(q.dtype)
         q2 = q.to(cdt) * LOG2E  # (B, N, d): scores come out in log2 units
         kt = k.to(cdt).transpose(1, 2)  # (B, d, M)
@@ -110,6 +111,7 @@ class BlockedAttention(torch.autograd.Function):
     def backward(
         ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None]:
+        """dq, dk, dv from the saved row log-sum-exp, ``block_size`` keys at a time."""
         q, k, v, out, lse = ctx.saved_tensors
         block_size: int = ctx.block_size
         cdt = out.dtype

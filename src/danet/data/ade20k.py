@@ -23,5 +23,6 @@ class ADE20K(SegmentationDataset):
     splits = tuple(FOLDERS)
 
     def find_pairs(self) -> list[tuple[Path, Path | None]]:
+        """images/<folder>/X.jpg with annotations/<folder>/X.png (training/, validation/)."""
         folder = FOLDERS[self.split]
         return pair_by_stem(self.root / "images" / folder, self.root / "annotations" / folder)

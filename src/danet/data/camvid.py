@@ -44,6 +44,7 @@ class CamVid(SegmentationDataset):
     splits = ("train", "val", "test", "trainval")
 
     def find_pairs(self) -> list[tuple[Path, Path | None]]:
+        """<split>/X with <split>annot/X (SegNet layout); trainval joins train and val."""
         if self.split not in self.splits:
             raise DataError(f"{self.root}: unknown CamVid split {self.split!r}; use {self.splits}")
         splits = ("train", "val") if self.split == "trainval" else (self.split,)

@@ -28,6 +28,7 @@ class Cityscapes(SegmentationDataset):
     splits = ("train", "val", "test")
 
     def find_pairs(self) -> list[tuple[Path, Path | None]]:
+        """leftImg8bit/<split>/<city>/X_leftImg8bit with gtFine/<split>/<city>/X_gtFine_labelIds."""
         return pair_by_stem(
             self.root / "leftImg8bit" / self.split,
             self.root / "gtFine" / self.split,

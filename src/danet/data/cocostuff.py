@@ -21,6 +21,7 @@ class COCOStuff(SegmentationDataset):
     splits = tuple(FOLDERS)
 
     def find_pairs(self) -> list[tuple[Path, Path | None]]:
+        """images/<folder>/X with annotations/<folder>/X_labelTrainIds."""
         folder = FOLDERS[self.split]
         return pair_by_stem(
             self.root / "images" / folder,

@@ -19,6 +19,7 @@ class PascalContext(SegmentationDataset):
     splits = ("train", "val")
 
     def find_pairs(self) -> list[tuple[Path, Path | None]]:
+        """Ids in ImageSets/SegmentationContext/<split>.txt; JPEGImages, SegmentationClassContext"""
         return pairs_from_list(
             self.root / "ImageSets" / "SegmentationContext" / f"{self.split}.txt",
             self.root / "JPEGImages",

@@ -24,6 +24,7 @@ class Folder(SegmentationDataset):
         self.class_names, self.palette = read_classes(self.root / "classes.txt")
 
     def find_pairs(self) -> list[tuple[Path, Path | None]]:
+        """images/<split>/X with masks/<split>/X (the same stem)."""
         return pair_by_stem(self.root / "images" / self.split, self.root / "masks" / self.split)
 
 

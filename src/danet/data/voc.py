@@ -22,6 +22,7 @@ class VOC(SegmentationDataset):
     label_map = make_label_map({i: i for i in range(len(VOC_CLASSES))}, void=(255,))
 
     def find_pairs(self) -> list[tuple[Path, Path | None]]:
+        """Ids from ImageSets/Segmentation/<split>.txt; JPEGImages, SegmentationClass(Aug)."""
         masks = self.root / "SegmentationClass"
         if self.split == "trainaug" or not masks.is_dir():
             masks = self.root / "SegmentationClassAug"
