@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -36,6 +37,16 @@ def make_camvid_tree(root: Path, splits: dict[str, int], size: tuple[int, int] =
             Image.fromarray(image).save(root / split / f"seq_{i:03d}.png")
             Image.fromarray(mask).save(root / f"{split}annot" / f"seq_{i:03d}.png")
     return root
+
+
+def make_video(path: Path, frames: int = 3) -> Path:
+    """A 48x32 MJPG video of ``frames`` grey frames, 0, 60, 120, ... bright."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (48, 32))
+    assert writer.isOpened()
+    for i in range(frames):
+        writer.write(np.full((32, 48, 3), 60 * i, np.uint8))
+    writer.release()
+    return path
 
 
 @pytest.fixture

@@ -153,38 +153,14 @@ def test_nonsense_numbers_are_refused_naming_the_flag(
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
 
 
+EVAL = ["eval", "--checkpoint", "m", "--dataset", "camvid", "--data-root", "."]
+
+
 @pytest.mark.parametrize(
     ("argv", "named"),
     [
-        (
-            [
-                "eval",
-                "--checkpoint",
-                "m",
-                "--dataset",
-                "camvid",
-                "--data-root",
-                ".",
-                "--scales",
-                "0",
-            ],
-            "--scales",
-        ),  # fmt: skip
-        (
-            [
-                "eval",
-                "--checkpoint",
-                "m",
-                "--dataset",
-                "camvid",
-                "--data-root",
-                ".",
-                "--scales",
-                "1",
-                "inf",
-            ],
-            "--scales",
-        ),  # fmt: skip
+        ([*EVAL, "--scales", "0"], "--scales"),
+        ([*EVAL, "--scales", "1", "inf"], "--scales"),
         (["predict", "a.png", "--scales", "nan"], "--scales"),
         (["predict", "a.png", "--batch-size", "-1"], "--batch-size"),
         (["export", "--onnx", "x.onnx", "--height", "0"], "--height"),
@@ -284,20 +260,12 @@ def test_unwritable_folders_are_one_line(
     import danet.engine
 
     image = str(_png(tmp_path / "a.png"))
+    eval_json = ["eval", "--checkpoint", str(checkpoint), "--dataset", "camvid",
+                 "--data-root", str(camvid_root), "--json", str(read_only / "e.json")]  # fmt: skip
     commands = [
         ["predict", image, "--checkpoint", str(checkpoint), "--out", str(read_only / "p")],
         ["attention", image, "--checkpoint", str(checkpoint), "--out", str(read_only / "a")],
-        [
-            "eval",
-            "--checkpoint",
-            str(checkpoint),
-            "--dataset",
-            "camvid",
-            "--data-root",
-            str(camvid_root),
-            "--json",
-            str(read_only / "e.json"),
-        ],  # fmt: skip
+        eval_json,
         ["export", "--checkpoint", str(checkpoint), "--onnx", str(read_only / "m.onnx")],
         ["demo", "--checkpoint", str(checkpoint), "--out", str(read_only / "d")],
         train_args(camvid_root, read_only / "t", "--iters", "1"),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import make_video
 from PIL import Image
 
 import danet
@@ -67,12 +67,7 @@ def test_folder_input_and_batches_of_mixed_sizes(checkpoint: Path, tmp_path: Pat
 
 
 def test_video_frames(checkpoint: Path, tmp_path: Path) -> None:
-    path = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (48, 32))
-    assert writer.isOpened()
-    for i in range(3):
-        writer.write(np.full((32, 48, 3), 60 * i, np.uint8))
-    writer.release()
+    path = make_video(tmp_path / "clip.avi")
     out = tmp_path / "out"
     written = predict_paths(checkpoint, [path], out)
     assert len(written) == 9

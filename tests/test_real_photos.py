@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_video
 from PIL import Image
 
 import danet
@@ -101,11 +102,7 @@ def test_legend_lists_the_classes_shown() -> None:
 
 
 def test_video_gives_an_overlay_video(tmp_path: Path, checkpoint: Path) -> None:
-    path = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (48, 32))
-    for i in range(3):
-        writer.write(np.full((32, 48, 3), 60 * i, np.uint8))
-    writer.release()
+    path = make_video(tmp_path / "clip.avi")
     written = predict_paths(checkpoint, [path], tmp_path / "out", overlay_video=True)
     video = tmp_path / "out" / "clip_overlay.mp4"
     assert video in written

@@ -9,11 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch.distributed as dist
-from conftest import make_camvid_tree
+from conftest import make_camvid_tree, make_video
 from PIL import Image
 
 import danet
@@ -57,11 +56,7 @@ def test_sharded_predict_writes_each_image_once(
         Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(
             folder / f"img{i}.png"
         )
-    video = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (48, 32))
-    for i in range(3):
-        writer.write(np.full((32, 48, 3), 60 * i, np.uint8))
-    writer.release()
+    video = make_video(tmp_path / "clip.avi")
     one = {p.name for p in predict_paths(checkpoint, [folder, video], tmp_path / "one")}
     shares = []
     monkeypatch.setattr(dist, "is_initialized", lambda: True)
