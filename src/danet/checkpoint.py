@@ -175,7 +175,8 @@ def check_shapes(own: dict[str, Any], state: dict[str, Any], origin: str | Path)
             )
 
 
-def _load_weights(model: DANet, state: dict[str, torch.Tensor], origin: Path) -> DANet:
+def load_weights(model: DANet, state: dict[str, torch.Tensor], origin: Path) -> DANet:
+    """Load ``state`` into ``model`` strictly (a shape mismatch names the tensor); eval mode."""
     check_shapes(model.state_dict(), {k: v.shape for k, v in state.items()}, origin)
     model.load_state_dict(state, strict=True)
     return model.eval()
@@ -281,7 +282,7 @@ def load(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> 
         except json.JSONDecodeError as err:
             raise ValueError(f"{config_path}: not valid JSON ({err})") from None
         model = _build(config, _safetensors_shapes(path), config_path, path)
-        model = _load_weights(model, _load_safetensors(path), path)
+        model = load_weights(model, _load_safetensors(path), path)
     else:
         kind = describe_foreign_file(path)
         if kind is not None:
@@ -296,5 +297,5 @@ def load(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> 
         ):
             raise ValueError(f"{path}: its 'model' is not a dict of tensors")
         shapes = {k: v.shape for k, v in weights.items()}
-        model = _load_weights(_build(state["config"], shapes, path, path), weights, path)
+        model = load_weights(_build(state["config"], shapes, path, path), weights, path)
     return model.to(map_location)

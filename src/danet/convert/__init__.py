@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from danet.checkpoint import _load_weights, save_model
+from danet.checkpoint import load_weights, save_model
 from danet.convert.common import Converted, count_tensors, read_checkpoint
 from danet.convert.mmseg import convert_mmseg, is_mmseg
 from danet.convert.original import convert_original, is_original
@@ -84,7 +84,7 @@ def build_converted(converted: Converted, input_size: Sequence[int] | None, orig
     for key, value in model.state_dict().items():  # BN step counters: unused at inference
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = torch.zeros_like(value)
-    return _load_weights(model, state, Path(origin))
+    return load_weights(model, state, Path(origin))
 
 
 def convert(
