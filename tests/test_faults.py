@@ -344,6 +344,16 @@ def test_tampered_checkpoint_on_resume_is_one_line(
     assert code == 2 and "not a loadable danet checkpoint" in one_line(err)
 
 
+@pytest.mark.parametrize("weights", [[1.0], {"w": [1.0]}])
+def test_training_state_whose_model_is_not_tensors_is_named(tmp_path: Path, weights) -> None:
+    path = tmp_path / "checkpoint.pt"
+    save_training_state(path, {"model": weights, "config": {}})
+    with pytest.raises(
+        ValueError, match=re.escape(f"{path}: its 'model' is not a dict of tensors")
+    ):
+        danet.load(path)  # load() and train --resume both read it with load_training_state
+
+
 # 5: memory for untrusted inputs is bounded --------------------------------------------------
 
 _HUGE_CONFIG = """

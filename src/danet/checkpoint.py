@@ -133,6 +133,11 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a loadable danet checkpoint ({reason})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ValueError(f"{path}: not a danet training checkpoint (no 'model' and 'config')")
+    weights = state["model"]
+    if not isinstance(weights, dict) or not all(
+        isinstance(v, torch.Tensor) for v in weights.values()
+    ):
+        raise ValueError(f"{path}: its 'model' is not a dict of tensors")
     return state
 
 
@@ -292,10 +297,6 @@ def load(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> 
             )
         state = load_training_state(path)
         weights = state["model"]
-        if not isinstance(weights, dict) or not all(
-            isinstance(v, torch.Tensor) for v in weights.values()
-        ):
-            raise ValueError(f"{path}: its 'model' is not a dict of tensors")
         shapes = {k: v.shape for k, v in weights.items()}
         model = load_weights(_build(state["config"], shapes, path, path), weights, path)
     return model.to(map_location)

@@ -58,7 +58,8 @@ def restore(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
 ) -> int:
-    """Load a training checkpoint into the model, optimizer, scaler and RNG; return its step.
+    """Load a training checkpoint (``state`` from ``load_training_state``) into the model,
+    optimizer, scaler and RNG; return its step.
 
     A checkpoint that does not fit (tampered, or from another recipe) is a ValueError that names
     ``origin`` and the part that is wrong.
@@ -69,11 +70,7 @@ def restore(
     step = state["step"]
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"{origin}: its step {step!r} is not a count of iterations")
-    weights = state["model"]
-    if not isinstance(weights, dict) or not all(
-        isinstance(v, torch.Tensor) for v in weights.values()
-    ):
-        raise ValueError(f"{origin}: its 'model' is not a dict of tensors")
+    weights = state["model"]  # a dict of tensors: load_training_state checked it
     check_shapes(model.state_dict(), {k: v.shape for k, v in weights.items()}, origin)
     model.load_state_dict(weights)
     parts = (
