@@ -381,6 +381,15 @@ def format_table(metrics: dict[str, Any], class_names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def check_classes(model: Any, dataset: Any, checkpoint: str, dataset_name: str) -> None:
+    """Raise a ValueError naming both when the model's class count is not the dataset's."""
+    if model.num_classes != dataset.num_classes:
+        raise ValueError(
+            f"{checkpoint}: checkpoint has {model.num_classes} classes but dataset "
+            f"{dataset_name} has {dataset.num_classes}"
+        )
+
+
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     """``danet eval``: per-class table on stdout, JSON with the settings used.
 
@@ -410,11 +419,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     try:
         model = load_model(args.checkpoint, args.backend, args.int8, str(device))
         dataset = build_dataset(dataset_name, data_root, split)
-        if model.num_classes != dataset.num_classes:
-            raise ValueError(
-                f"{args.checkpoint}: checkpoint has {model.num_classes} classes but dataset "
-                f"{dataset_name} has {dataset.num_classes}"
-            )
+        check_classes(model, dataset, args.checkpoint, dataset_name)
         if not args.quiet and is_main():
             print(f"dataset: {dataset_name} {split} ({len(dataset)} images in {data_root})")
         metrics = evaluate(
@@ -456,6 +461,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
 def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
     """``danet inspect``: the attention diagnostics (and mIoU) of a checkpoint on a split."""
     import danet
+    from danet.checkpoint import atomic_write
     from danet.data import build_dataset
     from danet.engine import evaluate
 
@@ -463,11 +469,7 @@ def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
         check_writable_file(args.json)  # before the evaluation is spent
     model = danet.load(args.checkpoint, map_location=args.device)
     dataset = build_dataset(args.dataset, args.data_root, args.split)
-    if model.num_classes != dataset.num_classes:
-        raise ValueError(
-            f"{args.checkpoint}: checkpoint has {model.num_classes} classes but dataset "
-            f"{args.dataset} has {dataset.num_classes}"
-        )
+    check_classes(model, dataset, args.checkpoint, args.dataset)
     if args.max_images is not None:
         if args.max_images < 1:
             raise ValueError(f"--max-images {args.max_images} must be at least 1")
@@ -488,8 +490,8 @@ def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{key:<{width}}  {value:.4f}")
     print(f"{'miou':<{width}}  {metrics['miou']:.4f}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        text = json.dumps(result, indent=2)
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))
     return result
 
 
