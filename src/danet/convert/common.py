@@ -37,6 +37,14 @@ NUMPY_SCALAR_GLOBALS: list[Any] = [
 """What a numpy scalar's pickle imports: the scalar constructor and the numeric dtype classes."""
 
 
+def allowed_globals() -> tuple[Any, ...]:
+    """:data:`NUMPY_SCALAR_GLOBALS`, less the ``(object, name)`` pairs on torch < 2.6, which
+    cannot take them; there the scalar constructor is allowed under its own module's name."""
+    if torch.__version__ >= "2.6":
+        return tuple(NUMPY_SCALAR_GLOBALS)
+    return (_np_scalar, *(g for g in NUMPY_SCALAR_GLOBALS if not isinstance(g, tuple)))
+
+
 @dataclass
 class Converted:
     """A foreign model in danet's terms: constructor arguments and tensors under danet's names."""
@@ -54,7 +62,7 @@ def read_checkpoint(path: str | Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
-        with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
+        with torch.serialization.safe_globals(list(allowed_globals())):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle.UnpicklingError, RuntimeError from the zip reader, ...
         text = str(err)
@@ -71,7 +79,7 @@ def read_checkpoint(path: str | Path) -> Any:
 def _unsafe_globals(path: Path, message: str) -> str:
     """The globals a refused pickle names, found by scanning its opcodes (no unpickling)."""
     try:
-        with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
+        with torch.serialization.safe_globals(list(allowed_globals())):
             names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception:  # the legacy (non-zip) format cannot be scanned; use torch's message
         names = re.findall(r"GLOBAL ([\w.]+)", message)
