@@ -120,7 +120,7 @@ def _param_groups(model: DANet, cfg: TrainConfig) -> list[dict[str, Any]]:
     for name, p in model.head.named_parameters():
         if p.requires_grad and name.endswith((".gamma", ".log_scale")):
             scalars.append(p)
-        elif p.requires_grad and ".attention.query." in name or ".attention.key." in name:
+        elif p.requires_grad and (".attention.query." in name or ".attention.key." in name):
             qk.append(p)
     taken = {id(p) for p in backbone + scalars + qk}
     head = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
-from torch import nn
 from torch.func import functional_call
 
 from danet.attention import ChannelAttention, PositionAttention
 from danet.checkpoint import atomic_write, load
 from danet.data import read_image
 from danet.data.transforms import normalize
+from danet.diagnostics import AttentionInputs
 from danet.inference import to_rgb_array
 from danet.model import DANet
 
@@ -68,28 +67,11 @@ def distinct_channels(
     return chosen
 
 
-def _keep_input(store: dict[str, torch.Tensor], name: str) -> Any:
-    def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: Any) -> None:
-        store[name] = inputs[0].detach()
-
-    return hook
-
-
 def capture_attention_inputs(model: DANet, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Run ``model`` on ``x`` and return the inputs of its ``"pam"``/``"cam"`` attention modules."""
-    captured: dict[str, torch.Tensor] = {}
-    handles = [
-        model.head.branches[name].attention.register_forward_hook(_keep_input(captured, name))
-        for name in ("pam", "cam")
-        if name in model.head.branches
-    ]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return captured
+    with AttentionInputs(model) as probe, torch.no_grad():
+        model(x)
+    return probe.pop()
 
 
 def _feature_index(
