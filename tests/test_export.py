@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from conftest import live_attention
 
 import danet
-from danet import efficient_attention
+from danet import efficient_attention, quantize
 from danet.cli import main
 from danet.data import read_image
 from danet.data.transforms import normalize
@@ -144,6 +144,35 @@ def test_int8_cli_writes_quantized_file(tmp_path: Path) -> None:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"input": x.numpy()})[0].argmax(1)
     assert (got == expected).mean() > 0.9  # int8 keeps most pixels of the trained model
+
+
+@pytest.mark.parametrize("impl", ["auto", "blocked"])
+def test_int8_large_graph_is_calibrated_at_a_smaller_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str
+) -> None:
+    # Above CALIBRATION_PIXELS the ranges come from the model exported at a smaller size. With a
+    # tiny block budget the position attention unrolls into more query blocks in the full-size
+    # graph than in the calibration graph: those tensors stay in float, the rest is quantized.
+    monkeypatch.setattr(quantize, "CALIBRATION_PIXELS", 48 * 64)
+    if impl == "blocked":
+        monkeypatch.setattr(efficient_attention, "BLOCK_BYTES", 4 * 96 * 8)
+    assert quantize.calibration_size(96, 128) == (48, 64)
+    assert quantize.calibration_size(48, 64) is None
+    path = tmp_path / "int8.onnx"
+    assert main(["export", "--onnx", str(path), "--height", "96", "--width", "128", "--int8"]) == 0
+    proto = onnx.load(str(path))
+    ops = [node.op_type for node in proto.graph.node]
+    assert ops.count("QuantizeLinear") > 50 and "Softmax" in ops
+    dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, 96, 128]
+    model = danet.load("camvid")
+    image = read_image(default_calibration(model)[0])
+    x = F.interpolate(normalize(image, model.mean, model.std)[None], (96, 128), mode="bilinear")
+    with torch.no_grad():
+        expected = model(x)["out"].argmax(1).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": x.numpy()})[0].argmax(1)
+    assert (got == expected).mean() > 0.9
 
 
 def test_int8_needs_calibration_for_unknown_classes(tmp_path: Path) -> None:

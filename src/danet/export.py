@@ -93,14 +93,18 @@ def export_onnx(
     if height < 8 or width < 8:
         raise ValueError(f"height={height}, width={width}: both must be at least 8 pixels")
     if int8:
-        from danet.quantize import default_calibration, quantize_int8
+        from danet.quantize import calibration_size, default_calibration, quantize_int8
 
         images = calibration or default_calibration(model, origin)
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = export_onnx(
                 model, Path(tmp) / "fp32.onnx", height, width, dynamic, opset, all_heads
             )
-            atomic_write(onnx_path, lambda out: quantize_int8(fp32, out, images))
+            small = calibration_size(height, width)
+            graph = small and export_onnx(
+                model, Path(tmp) / "calibration.onnx", *small, dynamic, opset, all_heads
+            )
+            atomic_write(onnx_path, lambda out: quantize_int8(fp32, out, images, graph))
         return Path(onnx_path)
     impls = {}
     for module in model.modules():
