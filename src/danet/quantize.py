@@ -37,10 +37,10 @@ from onnxruntime.quantization import (
     QDQQuantizer,
     QuantFormat,
     QuantType,
-    TensorsData,
     create_calibrator,
     quantize_static,
 )
+from onnxruntime.quantization.calibrate import TensorData, TensorsData
 from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
 from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -170,6 +170,9 @@ def _transfer_ranges(
             for t in (*node.input, *node.output)
         )
     ]
+    for node in graph.node:  # onnxruntime < 1.19 sets these itself, even on excluded nodes
+        if node.op_type == "Softmax" and node.output[0] not in kept:
+            kept[node.output[0]] = TensorData(lowest=np.float32(0.0), highest=np.float32(1.0))
     return TensorsData(CalibrationMethod.MinMax, kept), excluded
 
 
@@ -179,16 +182,25 @@ def _quantize_with_ranges_of(
     """Quantize the graph ``pre`` with the activation ranges that ``batches`` reach in the
     (smaller) graph ``calibration_pre``."""
     op_types = sorted(set(QLinearOpsRegistry) | set(QDQRegistry))  # quantize_static's default
-    calibrator = create_calibrator(
-        calibration_pre,
-        op_types,
-        augmented_model_path=str(tmp / "augmented.onnx"),
-        calibrate_method=CalibrationMethod.MinMax,
-    )
-    for path in batches.files:  # one image per call: each call merges its ranges and frees them
+    # One calibrator per image, ranges merged here: each run's outputs are freed before the next,
+    # and onnxruntime's own merging across collect_data calls fails before version 1.19.
+    merged: dict[str, TensorData] = {}
+    for k, path in enumerate(batches.files):
+        calibrator = create_calibrator(
+            calibration_pre,
+            op_types,
+            augmented_model_path=str(tmp / f"augmented{k}.onnx"),
+            calibrate_method=CalibrationMethod.MinMax,
+        )
         calibrator.collect_data(_Batches([path], batches.input_name, batches.meta))
-    ranges = calibrator.compute_data()
-    del calibrator
+        for name, value in calibrator.compute_data().data.items():
+            low, high = value.range_value
+            if name in merged:
+                low = np.minimum(low, merged[name].range_value[0])
+                high = np.maximum(high, merged[name].range_value[1])
+            merged[name] = TensorData(lowest=low, highest=high)
+        del calibrator
+    ranges = TensorsData(CalibrationMethod.MinMax, merged)
     model = load_model_with_shape_infer(pre)
     source = load_model_with_shape_infer(calibration_pre)
     ranges, excluded = _transfer_ranges(ranges, source, model, op_types)
