@@ -1,7 +1,7 @@
 """Whole-model inference on the CPU: PyTorch eager, channels_last, torch.compile, onnxruntime fp32/int8.
 
-Run: ``PYTHONPATH=src .venv/bin/python benchmarks/inference.py`` on a quiet machine (about half an
-hour on 2 cores, most of it the DANet-R50 at 1024x2048); ``--quick`` is a smoke run at a tiny size.
+Run: ``PYTHONPATH=src .venv/bin/python benchmarks/inference.py`` on a quiet machine (about ten
+minutes on 2 cores, most of it the DANet-R50 at 1024x2048); ``--quick`` is a smoke run at a tiny size.
 
 Models: the bundled ``camvid`` model (MobileNetV2, stride 8) at 360x480, and a randomly
 initialised DANet-R50 (19 classes, stride 8) at Cityscapes' 1024x2048. Each row runs in a fresh
