@@ -105,7 +105,7 @@ class _Batches(CalibrationDataReader):
     """Feeds the calibration images, normalised and resized to the graph's input size."""
 
     def __init__(self, files: list[Path], input_name: str, meta: dict[str, str]) -> None:
-        self.files, self.input_name, self.meta = files, input_name, meta
+        self.files, self.input_name = files, input_name
         self.mean, self.std = json.loads(meta["mean"]), json.loads(meta["std"])
         self.size = tuple(json.loads(meta["input_size"]))
         self._feeds = self._iterate()
@@ -177,22 +177,22 @@ def _transfer_ranges(
 
 
 def _quantize_with_ranges_of(
-    pre: Path, calibration_pre: Path, int8_path: str | Path, batches: _Batches, tmp: Path
+    pre: Path, calibration_pre: Path, int8_path: str | Path, images: list[_Batches], tmp: Path
 ) -> None:
-    """Quantize the graph ``pre`` with the activation ranges that ``batches`` reach in the
-    (smaller) graph ``calibration_pre``."""
+    """Quantize the graph ``pre`` with the activation ranges that the calibration ``images`` (one
+    reader each) reach in the (smaller) graph ``calibration_pre``."""
     op_types = sorted(set(QLinearOpsRegistry) | set(QDQRegistry))  # quantize_static's default
     # One calibrator per image, ranges merged here: each run's outputs are freed before the next,
     # and onnxruntime's own merging across collect_data calls fails before version 1.19.
     merged: dict[str, TensorData] = {}
-    for k, path in enumerate(batches.files):
+    for k, image in enumerate(images):
         calibrator = create_calibrator(
             calibration_pre,
             op_types,
             augmented_model_path=str(tmp / f"augmented{k}.onnx"),
             calibrate_method=CalibrationMethod.MinMax,
         )
-        calibrator.collect_data(_Batches([path], batches.input_name, batches.meta))
+        calibrator.collect_data(image)
         for name, value in calibrator.compute_data().data.items():
             low, high = value.range_value
             if name in merged:
@@ -231,8 +231,8 @@ def quantize_int8(
             calibration_meta, calibration_input = _metadata(calibration_graph)
             calibration_pre = Path(tmp) / "calibration_pre.onnx"
             quant_pre_process(str(calibration_graph), str(calibration_pre))
-            batches = _Batches(files, calibration_input, calibration_meta)
-            _quantize_with_ranges_of(pre, calibration_pre, int8_path, batches, Path(tmp))
+            images = [_Batches([f], calibration_input, calibration_meta) for f in files]
+            _quantize_with_ranges_of(pre, calibration_pre, int8_path, images, Path(tmp))
         else:
             quantize_static(
                 pre,
