@@ -11,8 +11,8 @@ leaving the attention, the first and last convolutions, or the whole head in flo
 also avoid the int16 saturation of x86 CPUs without VNNI.
 
 Calibration runs the graph with every intermediate tensor as an output, so its memory grows with
-the input size: about 13 GB per image for a DANet-R50 at 1024x2048, which the process running
-``benchmarks/inference.py`` did not survive on a 24 GB machine. Above
+the input size: about 13 GB per image for a DANet-R50 at 1024x2048 (counted, not measured),
+which the process running ``benchmarks/inference.py`` did not survive on a 24 GB machine. Above
 :data:`CALIBRATION_PIXELS`, the ranges are therefore measured on the same model exported at a
 smaller size (same aspect ratio, :func:`calibration_size`) and applied to the full-size graph by
 tensor name. A tensor takes a range only where the node that makes it has the same operator and
