@@ -108,7 +108,13 @@ def _add_inference(p: argparse.ArgumentParser) -> None:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from danet.attention import CAM_VARIANTS
-    from danet.config import TrainConfig, bundled_configs
+    from danet.config import (
+        AFFINITY_TARGETS,
+        CLASS_WEIGHTINGS,
+        PRECISIONS,
+        TrainConfig,
+        bundled_configs,
+    )
     from danet.data import DATASETS
     from danet.head import ATTENTIONS
     from danet.model import BACKBONES
@@ -139,6 +145,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     recipe("--pam-reduction", "PAM query/key channel reduction", type=int)
     recipe("--pam-scale", "learned: softmax(s Q^T K), s learnt", choices=("none", "learned"))
     p.add_argument("--affinity-weight", type=float, help="weight of the PAM affinity loss (0: off)")
+    recipe(
+        "--affinity-target",
+        "the affinity loss's row target: mass on the query's class, or uniform over it",
+        choices=AFFINITY_TARGETS,
+    )
+    recipe(
+        "--affinity-exclude-radius",
+        "keys within this Chebyshev distance of the query leave the affinity target",
+        type=int,
+    )
+    recipe("--class-weighting", "class weights of the cross-entropy", choices=CLASS_WEIGHTINGS)
+    recipe("--reach-radius", "the 'local' radius of the validation's PAM reach figures", type=int)
+    recipe("--precision", "bf16: bfloat16 autocast; auto: bf16 where native", choices=PRECISIONS)
     recipe("--attention-lr-mult", "extra lr factor on attention params", type=float)
     recipe("--attention-weight-decay", "weight decay of gamma and scale", type=float)
     recipe("--aux-head", "FCN auxiliary head on c3", **switch)
@@ -276,6 +295,12 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", required=True, help="the dataset's folder")
     p.add_argument("--split", default="val", help="split to measure")
     p.add_argument("--max-images", type=int, help="only the first N images of the split")
+    p.add_argument(
+        "--reach-radius",
+        type=int,
+        default=3,
+        help="keys within this Chebyshev distance (feature pixels) count as local (default: 3)",
+    )
     _add_device(p)
     p.add_argument("--json", help="write the figures here")
 
@@ -497,7 +522,11 @@ def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
         if args.max_images < 1:
             raise ValueError(f"--max-images {args.max_images} must be at least 1")
         dataset.pairs = dataset.pairs[: args.max_images]
-    metrics = evaluate(model, dataset, device=args.device, diagnostics=True)
+    if args.reach_radius < 0:
+        raise ValueError(f"--reach-radius {args.reach_radius} must be an integer >= 0")
+    metrics = evaluate(
+        model, dataset, device=args.device, diagnostics=True, reach_radius=args.reach_radius
+    )
     result = {
         **metrics["attention"],
         "miou": metrics["miou"],
@@ -507,6 +536,7 @@ def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
         "split": args.split,
         "images": len(dataset),
         "input_size": model.config.get("input_size"),
+        "reach_radius": args.reach_radius,
     }
     width = max(len(k) for k in metrics["attention"])
     for key, value in metrics["attention"].items():

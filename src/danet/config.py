@@ -17,6 +17,13 @@ import yaml
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 
+AFFINITY_TARGETS = ("mass", "uniform")
+"""The affinity loss's target for a PAM row (see :func:`danet.losses.affinity_loss`)."""
+CLASS_WEIGHTINGS = ("none", "median_frequency")
+"""Class weights of the cross-entropies: none, or SegNet's median-frequency balancing."""
+PRECISIONS = ("fp32", "bf16", "auto")
+"""Training arithmetic: float32, bfloat16 autocast, or bf16 where the device supports it."""
+
 
 def bundled_configs() -> list[str]:
     """Names of the recipes that ship inside the package (``camvid``, ``cityscapes``, ...)."""
@@ -75,6 +82,10 @@ class TrainConfig:
     attention_lr_mult: float = 1.0  # extra lr factor on PAM/CAM's gamma, scale, query and key
     attention_weight_decay: float | None = None  # weight decay of gamma and scale (None: as all)
     affinity_queries: int = 1024  # query pixels per image sampled for the "affinity" loss
+    affinity_target: str = "mass"  # "mass" or "uniform" (see danet.losses.affinity_loss)
+    affinity_exclude_radius: int | None = None  # keys this close to the query leave the target
+    class_weighting: str = "none"  # "median_frequency": SegNet's class-balanced cross-entropy
+    reach_radius: int = 3  # the "local" radius of the PAM reach figures at validation
     # loss weights of the outputs; the paper weighs out, pam and cam equally. "affinity" (off in
     # the paper) supervises PAM's rows with the labels: -log(attention mass on same-class keys)
     loss_weights: dict[str, float] = field(
@@ -83,7 +94,8 @@ class TrainConfig:
     # run
     seed: int = 0
     device: str = "auto"
-    amp: bool = True  # mixed precision, on CUDA only
+    amp: bool = True  # float16 mixed precision, on CUDA only (precision=fp32)
+    precision: str = "fp32"  # "bf16": bfloat16 autocast; "auto": bf16 where the device has it
     channels_last: bool = True  # NHWC: 1.25x faster steps on this CPU (MobileNetV2, 1 thread)
     sync_bn: bool = True  # under torchrun
     checkpoint_every: int = 100
@@ -254,10 +266,23 @@ CHECKS: dict[str, tuple[Callable[[Any], Any], str, Callable[[Any], bool] | None]
     "attention_lr_mult": (_float, "a number >= 0", _at_least(0)),
     "attention_weight_decay": (_optional(_float), "a number >= 0", _at_least(0)),
     "affinity_queries": (_int, "an integer >= 1", _at_least(1)),
+    "affinity_target": (_str, "one of mass, uniform", lambda v: v in AFFINITY_TARGETS),
+    "affinity_exclude_radius": (
+        _optional(_int),
+        "an integer >= 0 (Chebyshev distance in feature pixels) or none",
+        _at_least(0),
+    ),
+    "class_weighting": (
+        _str,
+        f"one of {', '.join(CLASS_WEIGHTINGS)}",
+        lambda v: v in CLASS_WEIGHTINGS,
+    ),
+    "reach_radius": (_int, "an integer >= 0 (feature pixels)", _at_least(0)),
     "loss_weights": (_weights, "a mapping of output names to numbers >= 0", None),
     "seed": (_int, "an integer >= 0", _at_least(0)),
     "device": (_str, "auto, cpu, cuda or cuda:N", None),
     "amp": (_bool, "true or false", None),
+    "precision": (_str, f"one of {', '.join(PRECISIONS)}", lambda v: v in PRECISIONS),
     "channels_last": (_bool, "true or false", None),
     "sync_bn": (_bool, "true or false", None),
     "checkpoint_every": (_int, "an integer >= 1", _at_least(1)),

@@ -29,9 +29,17 @@ from danet.checkpoint import (
 )
 from danet.config import TrainConfig
 from danet.data import DATASETS, SegmentationDataset, build_dataset
+from danet.data.balance import median_frequency_weights
 from danet.data.io import without_worker_tracebacks
 from danet.data.transforms import Augmented, normalize, train_transform
-from danet.diagnostics import AttentionInputs, AttentionStats, attention_modules
+from danet.device import resolve_precision
+from danet.diagnostics import (
+    REACH_KEYS,
+    REACH_RADIUS,
+    AttentionInputs,
+    AttentionStats,
+    attention_modules,
+)
 from danet.distributed import cleanup, init_distributed, is_main
 from danet.inference import predict_probs
 from danet.losses import DANetLoss
@@ -149,12 +157,21 @@ def _truncate_log(run: Path, step: int) -> None:
         atomic_write(path, lambda tmp: Path(tmp).write_text("".join(r + "\n" for r in kept)))
 
 
-def _plot_attention(pam_ax: Any, cam_ax: Any, val: list[dict[str, Any]]) -> None:
-    """Each validation's attention diagnostics: is PAM sharper than uniform, is CAM saturated."""
+def _plot_attention(pam_ax: Any, reach_ax: Any, cam_ax: Any, val: list[dict[str, Any]]) -> None:
+    """Each validation's attention diagnostics: is PAM sharper than uniform, does it reach
+    same-class keys far away, is CAM saturated."""
+    mass_keys = tuple(k for k in REACH_KEYS if k != "pam_effective_keys")
     panels = {
         pam_ax: ("PAM (val)", ("pam_lift", "pam_entropy", "pam_gamma", "pam_scale")),
+        reach_ax: ("PAM reach (val): mass per row", mass_keys),
         cam_ax: ("CAM (val)", ("cam_max_weight", "cam_entropy", "cam_gamma")),
     }
+    keys_points = [(r["step"], r["pam_effective_keys"]) for r in val if "pam_effective_keys" in r]
+    if keys_points:
+        twin = reach_ax.twinx()
+        twin.plot(*zip(*keys_points, strict=True), "k--", label="pam_effective_keys")
+        twin.set_yscale("log")
+        twin.set_ylabel("effective keys (dashed)")
     for ax, (title, keys) in panels.items():
         for key in keys:
             points = [(r["step"], r[key]) for r in val if key in r]
@@ -178,7 +195,7 @@ def plot_curves(run: str | Path) -> Path:
     rows = read_rows(run / METRICS_NAME)
     train = [r for r in rows if "loss" in r]
     val = [r for r in rows if "val_miou" in r]
-    fig, ax = plt.subplots(1, 4, figsize=(20, 3.5))
+    fig, ax = plt.subplots(1, 5, figsize=(25, 3.5))
     if train:
         steps = [r["step"] for r in train]
         losses = [r["loss"] for r in train]
@@ -195,7 +212,7 @@ def plot_curves(run: str | Path) -> Path:
         ax[1].plot([r["step"] for r in val], [100 * r["val_miou"] for r in val], "o-")
     ax[1].set_xlabel("iteration")
     ax[1].set_title("val mIoU (%)")
-    _plot_attention(ax[2], ax[3], val)
+    _plot_attention(ax[2], ax[3], ax[4], val)
     fig.tight_layout()
     out = run / CURVES_NAME
     atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
@@ -213,12 +230,14 @@ def evaluate(
     device: str | torch.device = "cpu",
     progress: bool = True,
     diagnostics: bool = False,
+    reach_radius: int = REACH_RADIUS,
 ) -> dict[str, Any]:
     """mIoU, pixel accuracy and per-class IoU of ``model`` on ``dataset``, one image at a time.
 
     Under torch.distributed each rank takes every world-th image and the confusion matrix is
     summed once at the end. With ``diagnostics``, ``"attention"`` holds the figures of
-    :mod:`danet.diagnostics`, measured at the first of ``scales`` (unflipped).
+    :mod:`danet.diagnostics`, measured at the first of ``scales`` (unflipped), the reach figures
+    with ``reach_radius``.
     """
     was_training = model.training
     model.eval()
@@ -226,7 +245,9 @@ def evaluate(
     world = dist.get_world_size() if dist.is_initialized() else 1
     matrix = ConfusionMatrix(dataset.num_classes)
     probe = AttentionInputs(model)
-    stats = AttentionStats(probe.modules, ignore_index=dataset.meta()["ignore_index"])
+    stats = AttentionStats(
+        probe.modules, ignore_index=dataset.meta()["ignore_index"], radius=reach_radius
+    )
     indices = range(rank, len(dataset), world)
     bar = progress_bar(len(indices), "eval", unit="img", quiet=not (progress and is_main()))
     with probe if diagnostics else contextlib.nullcontext():
@@ -309,11 +330,23 @@ def _train(
     model = build_model(cfg, dataset, pretrained=state is None).to(
         device, memory_format=memory_format
     )
-    criterion = DANetLoss(cfg.loss_weights, ignore_index=255)
+    class_weights = None
+    if cfg.class_weighting == "median_frequency":
+        class_weights = torch.from_numpy(median_frequency_weights(dataset)).to(device)
+    criterion = DANetLoss(
+        cfg.loss_weights,
+        ignore_index=255,
+        class_weights=class_weights,
+        affinity_target=cfg.affinity_target,
+        affinity_exclude_radius=cfg.affinity_exclude_radius,
+    )
     optimizer = torch.optim.SGD(
         _param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
-    amp = cfg.amp and device.type == "cuda"
+    autocast_dtype = resolve_precision(cfg.precision, device)
+    amp = cfg.amp and device.type == "cuda" and autocast_dtype is None
+    if amp:
+        autocast_dtype = torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     start = 0
     if state is not None:
@@ -381,7 +414,13 @@ def _train(
 
     def validate(step: int) -> dict[str, Any]:
         metrics = evaluate(
-            model, val_set, cfg.eval_scales, device=device, progress=not quiet, diagnostics=True
+            model,
+            val_set,
+            cfg.eval_scales,
+            device=device,
+            progress=not quiet,
+            diagnostics=True,
+            reach_radius=cfg.reach_radius,
         )
         if main:
             bar.write(
@@ -420,7 +459,11 @@ def _train(
         )
         with (
             probe if use_affinity else contextlib.nullcontext(),
-            torch.autocast(device.type, dtype=torch.float16, enabled=amp),
+            torch.autocast(
+                device.type,
+                dtype=autocast_dtype or torch.float32,
+                enabled=autocast_dtype is not None,
+            ),
         ):
             logits = net(images)
             pam_qk = None
