@@ -61,9 +61,9 @@ def test_the_sample_labels_are_used_when_known() -> None:
 def test_a_model_without_pam_or_cam_says_so(attention: str) -> None:
     model = danet.DANet(num_classes=3, backbone="mobilenetv2_100", attention=attention).eval()
     explorer = Explorer(model, "m")
-    notes = " ".join(explorer.missing())
-    assert ("no position attention" in notes) == (attention in ("none", "cam"))
-    assert ("no channel attention" in notes) == (attention in ("none", "pam"))
+    notes = explorer.missing()
+    assert ("no position attention" in notes.get("pam", "")) == (attention in ("none", "cam"))
+    assert ("no channel attention" in notes.get("cam", "")) == (attention in ("none", "pam"))
     picture = _picture()
     query = explorer.query(explorer.features(picture), picture, 3, 4)
     assert (query.row is None) == (attention in ("none", "cam"))

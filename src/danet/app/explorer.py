@@ -21,7 +21,7 @@ from torch import nn
 
 from danet.data.io import read_image, read_mask
 from danet.data.transforms import normalize
-from danet.diagnostics import AttentionInputs, attention_modules
+from danet.diagnostics import REACH_RADIUS, AttentionInputs, attention_modules, row_reach
 from danet.inference import inference_size
 from danet.predict import class_names, model_palette
 
@@ -29,8 +29,6 @@ SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples" / "camvid"
 """The bundled CamVid frames (``val/``) and their label masks (``valannot/``)."""
 WORK_PIXELS = 1024 * 1024
 """The most pixels an image is run at, after its short side is brought to the model's."""
-REACH_RADIUS = 3
-"""Local mass: keys within this Chebyshev distance of the query, in feature pixels."""
 TOP_CHANNELS = 5
 
 
@@ -105,38 +103,9 @@ class Query:
     index: int  # flat index in the feature map
     row: torch.Tensor | None  # (N,) the PAM row, sums to 1
     class_mass: np.ndarray | None  # (K + 1,) row mass per class; the last: unlabelled keys
-    reach: dict[str, float]
+    reach: dict[str, float]  # diagnostics.row_reach; no class figures for an unlabelled query
     query_class: int  # -1: unlabelled
     channels: list[tuple[int, float]]  # CAM source channels this pixel draws on, with shares
-
-
-def _row_reach(
-    row: torch.Tensor,
-    query: int,
-    size: tuple[int, int],
-    labels: torch.Tensor | None,
-    radius: int = REACH_RADIUS,
-) -> dict[str, float]:
-    """Reach figures of one (N,) softmax row; private until ``diagnostics.row_reach`` lands."""
-    h, w = size
-    n = h * w
-    p = row.double()
-    ys = torch.arange(n) // w
-    xs = torch.arange(n) % w
-    near = ((ys - query // w).abs() <= radius) & ((xs - query % w).abs() <= radius)
-    entropy = -(p * p.clamp_min(1e-30).log()).sum()
-    out = {
-        "pam_self_mass": float(p[query]),
-        "pam_local_mass": float(p[near].sum()),
-        "pam_effective_keys": float(entropy.exp()),
-        "pam_far_same_mass": math.nan,
-        "pam_far_same_uniform": math.nan,
-    }
-    if labels is not None and int(labels[query]) >= 0:
-        far_same = (labels == labels[query]) & ~near
-        out["pam_far_same_mass"] = float(p[far_same].sum())
-        out["pam_far_same_uniform"] = float(far_same.sum()) / n
-    return out
 
 
 class Explorer:
@@ -153,14 +122,14 @@ class Explorer:
         self.num_classes = len(self.class_names)
         self.input_size = model.config.get("input_size")
 
-    def missing(self) -> list[str]:
-        """Sentences for the attention this model lacks (empty when it has both)."""
+    def missing(self) -> dict[str, str]:
+        """A sentence for each attention module this model lacks: {"pam": ..., "cam": ...}."""
         said = f"{self.name} has attention={self.attention!r}"
-        out = []
+        out = {}
         if self.pam is None:
-            out.append(f"{said}: no position attention (PAM), so no attention row to show.")
+            out["pam"] = f"{said}: no position attention (PAM), so no attention row to show."
         if self.cam is None:
-            out.append(f"{said}: no channel attention (CAM), so no channel weights to show.")
+            out["cam"] = f"{said}: no channel attention (CAM), so no channel weights to show."
         return out
 
     @torch.no_grad()
@@ -212,7 +181,8 @@ class Explorer:
             bins = torch.where(keys >= 0, keys, self.num_classes)
             mass = torch.bincount(bins, weights=row.double(), minlength=self.num_classes + 1)
             mass = mass.numpy()
-            reach = _row_reach(row, i, features.size, keys)
+            labels = keys if query_class >= 0 else None
+            reach = row_reach(row, i, features.size, labels, REACH_RADIUS)
         channels: list[tuple[int, float]] = []
         if features.cam_in is not None and features.cam_pull is not None:
             draw = (features.cam_in[:, i] * features.cam_pull).abs()  # (C,)

@@ -17,6 +17,7 @@ from danet.predict import colorize, overlay
 HEAT = (colormaps["inferno"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
 CHANNEL = (colormaps["viridis"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
 BAR_W, PAD = 14, 8  # colour bar, pixels
+MIN_MASS = 0.001  # smaller class masses are summed into one "others" bar
 
 
 def prediction_picture(rgb: np.ndarray, pred: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -44,7 +45,7 @@ def _colour_bar(height: int, lut: np.ndarray, top: float, title: str) -> Image.I
     text_w = int(font.getlength("8.88e+88"))  # the widest label: the same width every time
     panel = Image.new("RGB", (PAD + BAR_W + 4 + text_w + PAD, height), (255, 255, 255))
     draw = ImageDraw.Draw(panel)
-    bar_top, bar_bottom = PAD + 14, height - PAD - 6
+    bar_top, bar_bottom = PAD + 6, height - PAD - 22
     span = max(bar_bottom - bar_top, 1)
     for yy in range(bar_top, bar_bottom + 1):
         colour = lut[int(255 * (bar_bottom - yy) / span)]
@@ -53,7 +54,7 @@ def _colour_bar(height: int, lut: np.ndarray, top: float, title: str) -> Image.I
         yy = bar_bottom - int(span * value / top) if top > 0 else bar_bottom
         draw.line((PAD + BAR_W, yy, PAD + BAR_W + 3, yy), fill=(0, 0, 0))
         draw.text((PAD + BAR_W + 5, yy - 5), text, fill=(0, 0, 0), font=font)
-    draw.text((2, 2), title, fill=(0, 0, 0), font=font)
+    draw.text((2, height - PAD - 12), title, fill=(0, 0, 0), font=font)
     return panel
 
 
@@ -103,20 +104,24 @@ def legend_html(pred: np.ndarray, names: Sequence[str], palette: np.ndarray) -> 
 def mass_html(
     mass: np.ndarray, names: Sequence[str], palette: np.ndarray, source: str, query_class: int
 ) -> str:
-    """The PAM row's mass per class as horizontal bars (each carries ``data-mass``)."""
-    rows = []
+    """The PAM row's mass per class as horizontal bars (each carries ``data-mass``; together
+    they sum to the row's total, 1)."""
     labels = [*names, "unlabelled"]
     colours = [*palette, (255, 255, 255)]
-    for k in np.argsort(-mass, kind="stable"):
-        if k == len(names) and mass[k] == 0:
-            continue
-        star = " &#9733;" if k == query_class else ""
-        rows.append(
-            f"<tr><td>{_swatch(colours[k])}{html.escape(labels[k])}{star}</td>"
-            f"<td style='width:160px'><div class='danet-mass' data-class='{html.escape(labels[k])}' "
-            f"data-mass='{mass[k]:.6f}' style='background:#c44;height:10px;"
-            f"width:{100 * mass[k]:.1f}%'></div></td><td>{mass[k]:.3f}</td></tr>"
-        )
+    own = query_class if query_class >= 0 else len(names)
+    order = [int(k) for k in np.argsort(-mass, kind="stable")]
+    shown = [k for k in order if mass[k] >= MIN_MASS or k == own]
+    rest = float(mass.sum() - mass[shown].sum())
+    star = {own: " &#9733;"}
+    bars = [(colours[k], html.escape(labels[k]) + star.get(k, ""), mass[k]) for k in shown]
+    if len(shown) < len(order):
+        bars.append(((255, 255, 255), f"{len(order) - len(shown)} others", rest))
+    rows = [
+        f"<tr><td>{_swatch(colour)}{label}</td><td style='width:160px'><div class='danet-mass' "
+        f"data-mass='{value:.6f}' style='background:#c44;height:10px;width:{100 * value:.1f}%'>"
+        f"</div></td><td>{value:.3f}</td></tr>"
+        for colour, label, value in bars
+    ]
     return (
         f"<div><b>row mass per class</b> (classes from the {source}; &#9733; the pixel's)"
         f"<table class='danet-mass-table'>{''.join(rows)}</table></div>"
@@ -131,14 +136,17 @@ def reach_html(
     reach: dict[str, float], n: int, radius: int, source: str, query_class: str, where: str
 ) -> str:
     """The reach figures of one query, each with what it means."""
-    far = _figure(reach["pam_far_same_mass"])
-    uniform = _figure(reach["pam_far_same_uniform"])
+    far = _figure(reach.get("pam_far_same_mass", math.nan))
+    ceiling = _figure(reach.get("pam_far_same_uniform", math.nan))
     rows = [
         ("query", f"{where}, class {html.escape(query_class)} ({source})"),
         ("self mass", f"{_figure(reach['pam_self_mass'])} (uniform: {1 / n:.5f})"),
         (f"local mass (within {radius} feature pixels)", _figure(reach["pam_local_mass"])),
         ("effective keys exp(entropy)", f"{_figure(reach['pam_effective_keys'], 1)} of {n}"),
-        (f"far same-class mass (beyond {radius})", f"{far} (uniform: {uniform})"),
+        (
+            f"far same-class mass (beyond {radius})",
+            f"{far} (a row uniform over the class: {ceiling})",
+        ),
     ]
     body = "".join(f"<tr><td>{k}</td><td class='danet-reach'>{v}</td></tr>" for k, v in rows)
     return f"<table class='danet-reach-table'>{body}</table>"

@@ -15,7 +15,6 @@ import gradio as gr
 
 import danet
 from danet.app.explorer import (
-    REACH_RADIUS,
     Explorer,
     Features,
     Picture,
@@ -32,6 +31,7 @@ from danet.app.render import (
     reach_html,
 )
 from danet.data.io import DataError
+from danet.diagnostics import REACH_RADIUS
 
 CSS = """
 .danet-mass-table td, .danet-reach-table td { padding: 1px 6px; font-size: 13px; }
@@ -60,27 +60,45 @@ class Panel:
 
     def cleared(self) -> list[Any]:
         """Heat, mass, reach and channels before any click."""
-        notes = "".join(f"<p><i>{text}</i></p>" for text in self.explorer.missing())
-        return [None, "", notes or "<p>Click a pixel of the image.</p>", ""]
+        return [
+            None,
+            "",
+            _note(self.explorer, "pam", "Click a pixel."),
+            _note(self.explorer, "cam"),
+        ]
+
+
+def _note(explorer: Explorer, module: str, otherwise: str = "") -> str:
+    """The page's sentence on a module the model lacks, or ``otherwise``."""
+    text = explorer.missing().get(module)
+    return f"<p><i>{text}</i></p>" if text else otherwise
 
 
 def _panel(explorer: Explorer, i: int) -> Panel:
     gr.Markdown(f"### {explorer.name} (attention={explorer.attention!r})")
-    overlay = gr.Image(
-        label="prediction: click a pixel", interactive=False, elem_id=f"overlay-{i}", format="png"
-    )
-    legend = gr.HTML(elem_id=f"legend-{i}")
-    heat = gr.Image(label="attention row", interactive=False, elem_id=f"heat-{i}", format="png")
+    has_cam = explorer.cam is not None
+    image = {"interactive": False, "format": "jpeg", "min_width": 320, "buttons": []}
     with gr.Row():
-        mass = gr.HTML(elem_id=f"mass-{i}")
-        reach = gr.HTML(elem_id=f"reach-{i}")
-    channels = gr.HTML(elem_id=f"channels-{i}")
-    channel = gr.Slider(0, 1, value=0, step=1, label="CAM channel", elem_id=f"channel-{i}")
-    cam = gr.Image(label="attended channel", interactive=False, elem_id=f"cam-{i}", format="png")
+        overlay = gr.Image(label="prediction: click a pixel", elem_id=f"overlay-{i}", **image)
+        heat = gr.Image(label="the pixel's PAM row", elem_id=f"heat-{i}", **image)
+    legend = gr.HTML(elem_id=f"legend-{i}")
+    with gr.Row():
+        mass = gr.HTML(elem_id=f"mass-{i}", min_height=0)
+        reach = gr.HTML(elem_id=f"reach-{i}", min_height=0)
+    with gr.Row():
+        with gr.Column(min_width=320):
+            channels = gr.HTML(elem_id=f"channels-{i}", min_height=0)
+            channel = gr.Slider(
+                0, 1, step=1, label="CAM channel", elem_id=f"channel-{i}", visible=has_cam
+            )
+        cam = gr.Image(
+            label="attended channel (CAM output)", elem_id=f"cam-{i}", visible=has_cam, **image
+        )
     return Panel(explorer, overlay, legend, heat, mass, reach, channels, channel, cam)
 
 
-def _cam_map(panel: Panel, picture: Picture, feats: Features, channel: int, point: Any) -> Any:
+def _cam_map(picture: Picture, feats: Features, channel: int, point: Any) -> Any:
+    """The attended map of one CAM channel, on a scale from 0."""
     if feats.cam_out is None:
         return None
     channel = min(max(int(channel), 0), feats.cam_out.shape[0] - 1)
@@ -94,7 +112,7 @@ def _click_outputs(panel: Panel, picture: Picture, feats: Features, x: int, y: i
     q = explorer.query(feats, picture, x, y)
     n = feats.size[0] * feats.size[1]
     names = explorer.class_names
-    heat, mass, reach, channels = None, "", "", ""
+    heat, mass = None, ""
     if q.row is not None and q.class_mass is not None:
         heat = heat_picture(picture.rgb, q.row.reshape(feats.size) * n, (x, y), "x 1/N")
         mass = mass_html(q.class_mass, names, explorer.palette, feats.label_source, q.query_class)
@@ -103,13 +121,12 @@ def _click_outputs(panel: Panel, picture: Picture, feats: Features, x: int, y: i
         where = f"pixel ({x}, {y}), feature cell ({fx}, {fy}) of {feats.size[1]}x{feats.size[0]}"
         reach = reach_html(q.reach, n, REACH_RADIUS, feats.label_source, cls, where)
     else:
-        reach = "".join(f"<p><i>{text}</i></p>" for text in explorer.missing())
-    channel: Any = gr.update()
-    cam = None
+        reach = _note(explorer, "pam")
+    channels, channel, cam = _note(explorer, "cam"), gr.update(), None
     if q.channels:
         channels = channels_html(q.channels)
         channel = gr.update(value=q.channels[0][0])
-        cam = _cam_map(panel, picture, feats, q.channels[0][0], (x, y))
+        cam = _cam_map(picture, feats, q.channels[0][0], (x, y))
     return [heat, mass, reach, channels, channel, cam]
 
 
@@ -198,13 +215,13 @@ def build(explorers: list[Explorer], max_pixels: int | None = None) -> gr.Blocks
         sample.change(on_sample, sample, image_outputs)
         upload.upload(on_upload, upload, image_outputs)
         for i, p in enumerate(panels):
-            p.overlay.select(on_click, state, click_outputs)
+            p.overlay.select(on_click, state, click_outputs, queue=False)
 
             def on_channel(data: dict | None, channel: float, i: int = i) -> Any:
                 if not data:
                     return None
                 feats = data["features"][i]
-                return _cam_map(panels[i], data["picture"], feats, int(channel), data["point"])
+                return _cam_map(data["picture"], feats, int(channel), data["point"])
 
             p.channel.input(on_channel, [state, p.channel], p.cam)
     return page
@@ -213,6 +230,8 @@ def build(explorers: list[Explorer], max_pixels: int | None = None) -> gr.Blocks
 def check_port(host: str, port: int) -> None:
     """Raise a one-line ``RuntimeError`` when ``port`` cannot be served on ``host``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # as the server will: a port left in TIME_WAIT by a server just stopped is free
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as err:
@@ -231,7 +250,7 @@ def serve(
     check_port(host, port)
     explorers = [Explorer(danet.load(c), str(c)) for c in [checkpoint, compare] if c]
     for explorer in explorers:
-        for text in explorer.missing():
+        for text in explorer.missing().values():
             print(f"note: {text}")
     page = build(explorers, max_pixels)
     print(f"danet explore: http://{host}:{port} (Ctrl+C stops it)", flush=True)
