@@ -12,7 +12,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from danet.writable import check_writable_dir, check_writable_file
 
@@ -58,6 +58,13 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default in (None, False) or action.default is argparse.SUPPRESS:
             return action.help
         return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block), naming the flag."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -324,9 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``danet`` command."""
     from danet import __version__
 
-    parser = argparse.ArgumentParser(
-        prog="danet", description=__doc__.splitlines()[0], formatter_class=_Formatter
-    )
+    parser = _Parser(prog="danet", description=__doc__.splitlines()[0], formatter_class=_Formatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"danet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
