@@ -79,6 +79,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     poly_power: float = 0.9
     warmup_iters: int = 0
+    grad_clip_norm: float | None = None  # clip the gradients' total norm to this (None: off)
     attention_lr_mult: float = 1.0  # extra lr factor on PAM/CAM's gamma, scale, query and key
     attention_weight_decay: float | None = None  # weight decay of gamma and scale (None: as all)
     affinity_queries: int = 1024  # query pixels per image sampled for the "affinity" loss
@@ -228,6 +229,10 @@ def _positive(value: Any) -> bool:
     return bool(values) and all(v > 0 for v in values)
 
 
+def _positive_or_none(value: Any) -> bool:
+    return value is None or value > 0
+
+
 _SIZE = "an integer >= 1 or H,W (two integers >= 1)"
 # field -> (convert, what it must be, range check)
 CHECKS: dict[str, tuple[Callable[[Any], Any], str, Callable[[Any], bool] | None]] = {
@@ -263,6 +268,7 @@ CHECKS: dict[str, tuple[Callable[[Any], Any], str, Callable[[Any], bool] | None]
     "weight_decay": (_float, "a number >= 0", _at_least(0)),
     "poly_power": (_float, "a number >= 0", _at_least(0)),
     "warmup_iters": (_int, "an integer >= 0", _at_least(0)),
+    "grad_clip_norm": (_optional(_float), "a number > 0 or none", _positive_or_none),
     "attention_lr_mult": (_float, "a number >= 0", _at_least(0)),
     "attention_weight_decay": (_optional(_float), "a number >= 0", _at_least(0)),
     "affinity_queries": (_int, "an integer >= 1", _at_least(1)),

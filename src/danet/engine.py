@@ -478,6 +478,14 @@ def _train(
             )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        if cfg.grad_clip_norm is not None:
+            scaler.unscale_(optimizer)
+            norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
+            if not torch.isfinite(norm) and not amp:  # under float16 the scaler skips the step
+                raise TrainingDiverged(
+                    f"the gradient norm is {norm.item()} at step {step + 1}; stopped, and the "
+                    f"last good checkpoint {run / TRAIN_STATE_NAME} is kept"
+                )
         scaler.step(optimizer)
         scaler.update()
         done = step + 1
