@@ -147,6 +147,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     recipe("--backbone", f"any timm CNN; the usual: {', '.join(BACKBONES)}")
     recipe("--output-stride", "8 (the paper), 16 or 32", type=int)
     recipe("--pretrained", "'imagenet', a weight file, or 'none' for random init")
+    recipe("--init-weights", "start from this whole model (a bundled name or a model folder)")
     recipe("--attention", "attention modules", choices=ATTENTIONS)
     recipe("--cam-variant", "channel attention formula", choices=CAM_VARIANTS)
     recipe("--pam-reduction", "PAM query/key channel reduction", type=int)

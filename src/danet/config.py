@@ -57,6 +57,7 @@ class TrainConfig:
     backbone: str = "mobilenetv2_100"
     output_stride: int = 8
     pretrained: str | None = "imagenet"  # "imagenet", a weight file, or None for random init
+    init_weights: str | None = None  # a whole model (bundled name or folder) to start from
     attention: str = "both"
     cam_variant: str = "paper"
     pam_reduction: int = 8
@@ -244,6 +245,7 @@ CHECKS: dict[str, tuple[Callable[[Any], Any], str, Callable[[Any], bool] | None]
     "backbone": (_str, "a timm model name", None),
     "output_stride": (_int, "one of 8, 16, 32", lambda v: v in (8, 16, 32)),
     "pretrained": (_pretrained, "'imagenet', a weight file or 'none'", None),
+    "init_weights": (_optional(_str), "a bundled model's name or a model folder", None),
     "attention": (_str, "one of both, pam, cam, none", None),
     "cam_variant": (_str, "one of paper, original", None),
     "pam_reduction": (_int, "an integer >= 1", _at_least(1)),
