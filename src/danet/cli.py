@@ -12,7 +12,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from danet.writable import check_writable_dir, check_writable_file
 
@@ -58,6 +58,13 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default in (None, False) or action.default is argparse.SUPPRESS:
             return action.help
         return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block), naming the flag."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -140,6 +147,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     recipe("--backbone", f"any timm CNN; the usual: {', '.join(BACKBONES)}")
     recipe("--output-stride", "8 (the paper), 16 or 32", type=int)
     recipe("--pretrained", "'imagenet', a weight file, or 'none' for random init")
+    recipe("--init-weights", "start from this whole model (a bundled name or a model folder)")
     recipe("--attention", "attention modules", choices=ATTENTIONS)
     recipe("--cam-variant", "channel attention formula", choices=CAM_VARIANTS)
     recipe("--pam-reduction", "PAM query/key channel reduction", type=int)
@@ -158,6 +166,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     recipe("--class-weighting", "class weights of the cross-entropy", choices=CLASS_WEIGHTINGS)
     recipe("--reach-radius", "the 'local' radius of the validation's PAM reach figures", type=int)
     recipe("--precision", "bf16: bfloat16 autocast; auto: bf16 where native", choices=PRECISIONS)
+    recipe("--grad-clip-norm", "clip the gradients' total norm to this", type=float)
     recipe("--attention-lr-mult", "extra lr factor on attention params", type=float)
     recipe("--attention-weight-decay", "weight decay of gamma and scale", type=float)
     recipe("--aux-head", "FCN auxiliary head on c3", **switch)
@@ -173,7 +182,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     _add_device(p, default=None)
     recipe("--checkpoint-every", "steps between checkpoints", type=int)
     recipe("--eval-every", "steps between validations; 0: at the end", type=int)
-    recipe("--amp", "mixed precision on CUDA", **switch)
+    recipe("--amp", "float16 mixed precision on CUDA", **switch)
+    recipe("--channels-last", "NHWC model and batches", **switch)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     _add_quiet(p)
 
@@ -346,9 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``danet`` command."""
     from danet import __version__
 
-    parser = argparse.ArgumentParser(
-        prog="danet", description=__doc__.splitlines()[0], formatter_class=_Formatter
-    )
+    parser = _Parser(prog="danet", description=__doc__.splitlines()[0], formatter_class=_Formatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"danet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)

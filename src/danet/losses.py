@@ -45,9 +45,10 @@ def affinity_loss(
 
     - ``"mass"``: ``logsumexp(scores) - logsumexp(scores on keys of the query's class)``, i.e.
       ``-log`` of the row's mass on that class. A row on the query alone minimises it.
-    - ``"uniform"``: ``logsumexp(scores) - mean(scores on keys of the query's class)``, the
-      cross-entropy against a row uniform over those keys; its minimum spreads the row over the
-      whole class, wherever it is in the image.
+    - ``"uniform"``: ``logsumexp(scores) - mean(scores on keys of the query's class) - log(m)``
+      for the m keys of that class: the KL divergence from a row uniform over those keys to the
+      row (the cross-entropy less the target's entropy, so 0 is the optimum). Its minimum spreads
+      the row over the whole class, wherever it is in the image.
 
     With ``exclude_radius`` r, keys within Chebyshev distance r of the query (itself included)
     leave the target set, so the loss asks for mass on the class's far keys only.
@@ -79,7 +80,7 @@ def affinity_loss(
     if target == "mass":
         pos = scores.masked_fill(~positive, float("-inf")).logsumexp(-1)
     else:
-        pos = (scores * positive).sum(-1) / count.clamp_min(1)
+        pos = (scores * positive).sum(-1) / count.clamp_min(1) + count.clamp_min(1).log()
     losses = scores.logsumexp(-1) - pos  # (B, M)
     return losses[used].mean()
 
