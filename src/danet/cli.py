@@ -350,6 +350,7 @@ def _add_explore(sub: argparse._SubParsersAction) -> None:
         default=None,
         help=f"refuse larger uploads (default {MAX_PIXELS}, as danet predict)",
     )
+    _add_device(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -661,7 +662,7 @@ def run_explore(args: argparse.Namespace) -> None:
     require_gradio()
     from danet.app.ui import serve
 
-    serve(args.checkpoint, args.compare, args.port, args.max_pixels)
+    serve(args.checkpoint, args.compare, args.port, args.max_pixels, args.device)
 
 
 COMMANDS = {

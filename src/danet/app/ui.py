@@ -244,11 +244,13 @@ def serve(
     compare: str | None = None,
     port: int = 7860,
     max_pixels: int | None = None,
+    device: str = "cpu",
     host: str = "127.0.0.1",
 ) -> None:
-    """Load the checkpoint(s) and serve the page on ``host:port`` until Ctrl+C."""
+    """Load the checkpoint(s) onto ``device`` and serve the page on ``host:port`` until Ctrl+C."""
     check_port(host, port)
-    explorers = [Explorer(danet.load(c), str(c)) for c in [checkpoint, compare] if c]
+    names = [str(c) for c in (checkpoint, compare) if c]
+    explorers = [Explorer(danet.load(c, map_location=device), c) for c in names]
     for explorer in explorers:
         for text in explorer.missing().values():
             print(f"note: {text}")
