@@ -12,18 +12,21 @@ import argparse
 import math
 import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from danet.assets import bundled_configs
 from danet.data import DATASETS
 from danet.data.io import MAX_PIXELS
 from danet.options import (
+    AFFINITY_TARGETS,
     ATTENTIONS,
     BACKBONES,
     BACKENDS,
     CAM_VARIANTS,
+    CLASS_WEIGHTINGS,
     LEGENDS,
     PAM_SCALES,
+    PRECISIONS,
     RESIZE_MODES,
 )
 from danet.training.config import TrainConfig
@@ -70,6 +73,13 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default in (None, False) or action.default is argparse.SUPPRESS:
             return action.help
         return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block), naming the flag."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -145,6 +155,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     recipe("--pam-reduction", "PAM query/key channel reduction", type=int)
     recipe("--pam-scale", "learned: softmax(s Q^T K), s learnt", choices=PAM_SCALES)
     p.add_argument("--affinity-weight", type=float, help="weight of the PAM affinity loss (0: off)")
+    recipe(
+        "--affinity-target",
+        "the affinity loss's row target: mass on the query's class, or uniform over it",
+        choices=AFFINITY_TARGETS,
+    )
+    recipe(
+        "--affinity-exclude-radius",
+        "keys within this Chebyshev distance of the query leave the affinity target",
+        type=int,
+    )
+    recipe("--class-weighting", "class weights of the cross-entropy", choices=CLASS_WEIGHTINGS)
+    recipe("--reach-radius", "the 'local' radius of the validation's PAM reach figures", type=int)
+    recipe("--precision", "bf16: bfloat16 autocast; auto: bf16 where native", choices=PRECISIONS)
     recipe("--attention-lr-mult", "extra lr factor on attention params", type=float)
     recipe("--attention-weight-decay", "weight decay of gamma and scale", type=float)
     recipe("--aux-head", "FCN auxiliary head on c3", **switch)
@@ -277,6 +300,12 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", required=True, help="the dataset's folder")
     p.add_argument("--split", default="val", help="split to measure")
     p.add_argument("--max-images", type=int, help="only the first N images of the split")
+    p.add_argument(
+        "--reach-radius",
+        type=int,
+        default=3,
+        help="keys within this Chebyshev distance (feature pixels) count as local (default: 3)",
+    )
     _add_device(p)
     p.add_argument("--json", help="write the figures here")
 
@@ -300,9 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``danet`` command."""
     from danet import __version__
 
-    parser = argparse.ArgumentParser(
-        prog="danet", description=__doc__.splitlines()[0], formatter_class=_Formatter
-    )
+    parser = _Parser(prog="danet", description=__doc__.splitlines()[0], formatter_class=_Formatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"danet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -383,6 +410,7 @@ def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
         max_images=args.max_images,
         device=args.device,
         json_path=args.json,
+        reach_radius=args.reach_radius,
     )
 
 

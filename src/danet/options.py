@@ -27,6 +27,13 @@ Legend = Literal["color", "overlay", "both", "none"]
 Backend = Literal["torch", "onnxruntime"]
 """Where ``danet predict`` and ``danet eval`` run the model (:mod:`danet.deploy.backend`)."""
 
+AffinityTarget = Literal["mass", "uniform"]
+"""The affinity loss's target for a PAM row (:func:`danet.training.losses.affinity_loss`)."""
+ClassWeighting = Literal["none", "median_frequency"]
+"""Class weights of the cross-entropies: none, or SegNet's median-frequency balancing."""
+Precision = Literal["fp32", "bf16", "auto"]
+"""Training arithmetic: float32, bfloat16 autocast, or bf16 where the device supports it."""
+
 ATTENTIONS: tuple[str, ...] = get_args(Attention)
 CAM_VARIANTS: tuple[str, ...] = get_args(CamVariant)
 PAM_SCALES: tuple[str, ...] = get_args(PamScale)
@@ -34,6 +41,9 @@ PAM_IMPLS: tuple[str, ...] = get_args(PamImpl)
 RESIZE_MODES: tuple[str, ...] = get_args(ResizeMode)
 LEGENDS: tuple[str, ...] = get_args(Legend)
 BACKENDS: tuple[str, ...] = get_args(Backend)
+AFFINITY_TARGETS: tuple[str, ...] = get_args(AffinityTarget)
+CLASS_WEIGHTINGS: tuple[str, ...] = get_args(ClassWeighting)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 OUTPUT_STRIDES = (8, 16, 32)
 
 # The paper's configurations and the CPU-friendly ones, by timm name.

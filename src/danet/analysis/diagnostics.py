@@ -8,6 +8,12 @@ is not changed), summed over a split:
 - ``pam_lift``: same-class lift. For every labelled pixel (labels downsampled to the feature map by
   nearest), the attention mass on keys of its own class, divided by that class's share of all N
   keys (what a uniform row gives); the query-weighted ratio of the two means. 1.0 is uniform.
+- reach, over labelled query pixels, with ``r`` the radius (Chebyshev distance in feature pixels,
+  3 by default): ``pam_self_mass``, the weight a row puts on the query's own position;
+  ``pam_local_mass``, the weight within distance ``r`` of the query (itself included);
+  ``pam_effective_keys``, the mean of ``exp(row entropy)``; ``pam_far_same_mass``, the weight on
+  keys of the query's class farther than ``r``; ``pam_far_same_uniform``, what a row uniform over
+  the keys of the query's class would put there (the ceiling to read the previous figure against).
 - ``pam_score_std``: the standard deviation of a row's scores ``s Q^T K`` across keys (mean).
 - ``pam_term_ratio`` / ``cam_term_ratio``: ``|gamma * attended| / |X|``, how much of the branch's
   features the attention term is.
@@ -31,6 +37,17 @@ from danet.model.attention import ChannelAttention, PositionAttention
 ROWS_PER_BLOCK = 1024
 """Query rows of the PAM matrix built at a time: memory is O(ROWS_PER_BLOCK * N), never N x N."""
 
+REACH_RADIUS = 3
+"""Chebyshev distance, in feature pixels, within which a key counts as local to its query."""
+
+REACH_KEYS = (
+    "pam_self_mass",
+    "pam_local_mass",
+    "pam_effective_keys",
+    "pam_far_same_mass",
+    "pam_far_same_uniform",
+)
+
 _SUMS = (
     "pam_rows",
     "pam_entropy",
@@ -39,6 +56,7 @@ _SUMS = (
     "pam_mass",
     "pam_share",
     "pam_term",
+    *REACH_KEYS,
     "pam_feat",
     "cam_rows",
     "cam_max_weight",
@@ -46,6 +64,52 @@ _SUMS = (
     "cam_term",
     "cam_feat",
 )
+
+
+def reach(
+    p: torch.Tensor,
+    queries: torch.Tensor,
+    size: tuple[int, int],
+    labels: torch.Tensor | None = None,
+    radius: int = REACH_RADIUS,
+) -> dict[str, torch.Tensor]:
+    """The reach figures of PAM rows, one value per row.
+
+    ``p``: (M, N) softmax rows over the N = h * w keys of a feature map of ``size`` (h, w);
+    ``queries``: (M,) the flat index of each row's query pixel; ``labels``: (N,) class of each
+    key (the queries' classes are read from it), or ``None`` to leave out the class figures.
+    Returns ``pam_self_mass``, ``pam_local_mass``, ``pam_effective_keys`` and, with labels,
+    ``pam_far_same_mass`` and ``pam_far_same_uniform`` (see the module docstring), each (M,).
+    """
+    h, w = size
+    keys = torch.arange(h * w, device=p.device)
+    qy, qx = (queries // w)[:, None], (queries % w)[:, None]  # (M, 1)
+    ky, kx = (keys // w)[None], (keys % w)[None]  # (1, N)
+    local = ((qy - ky).abs() <= radius) & ((qx - kx).abs() <= radius)  # (M, N)
+    entropy = -(p * p.clamp_min(1e-30).log()).sum(1)  # (M,)
+    out = {
+        "pam_self_mass": p.gather(1, queries[:, None])[:, 0],
+        "pam_local_mass": (p * local).sum(1),
+        "pam_effective_keys": entropy.exp(),
+    }
+    if labels is not None:
+        same = labels[queries][:, None] == labels[None]  # (M, N); a query matches itself
+        far_same = same & ~local
+        out["pam_far_same_mass"] = (p * far_same).sum(1)
+        out["pam_far_same_uniform"] = far_same.sum(1) / same.sum(1).clamp_min(1)
+    return out
+
+
+def row_reach(
+    row: torch.Tensor,
+    query: int,
+    size: tuple[int, int],
+    labels: torch.Tensor | None = None,
+    radius: int = REACH_RADIUS,
+) -> dict[str, float]:
+    """:func:`reach` of one (N,) softmax row of the query at flat index ``query``, as floats."""
+    figures = reach(row[None], torch.tensor([query], device=row.device), size, labels, radius)
+    return {key: value.item() for key, value in figures.items()}
 
 
 def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
@@ -98,9 +162,12 @@ class AttentionInputs:
 class AttentionStats:
     """Sums the figures above over images; :meth:`compute` gives their means."""
 
-    def __init__(self, modules: dict[str, nn.Module], ignore_index: int = 255) -> None:
+    def __init__(
+        self, modules: dict[str, nn.Module], ignore_index: int = 255, radius: int = REACH_RADIUS
+    ) -> None:
         self.modules = modules
         self.ignore_index = ignore_index
+        self.radius = radius
         self.sums = dict.fromkeys(_SUMS, 0.0)
 
     @torch.no_grad()
@@ -140,6 +207,10 @@ class AttentionStats:
                     s["pam_queries"] += valid.sum().item()
                     s["pam_mass"] += (p[valid] * same).sum().item()
                     s["pam_share"] += same.sum().item() / n
+                    queries = torch.arange(start, start + scores.shape[0], device=p.device)
+                    figures = reach(p[valid], queries[valid], (h, w), lab[i], self.radius)
+                    for key, value in figures.items():
+                        s[key] += value.sum().item()
             term = pam.gamma.float() * torch.cat(attended)  # (N, C)
             s["pam_term"] += term.norm().item()
             s["pam_feat"] += x[i].float().norm().item()
@@ -176,6 +247,8 @@ class AttentionStats:
                 out["pam_term_ratio"] = s["pam_term"] / max(s["pam_feat"], 1e-12)
             if s["pam_queries"]:
                 out["pam_lift"] = s["pam_mass"] / max(s["pam_share"], 1e-12)
+                for key in REACH_KEYS:
+                    out[key] = s[key] / s["pam_queries"]
         if "cam" in self.modules:
             out["cam_gamma"] = self.modules["cam"].gamma.item()
             if s["cam_rows"]:

@@ -17,13 +17,19 @@ import yaml
 
 from danet.assets import resolve_config
 from danet.options import (
+    AFFINITY_TARGETS,
     ATTENTIONS,
     CAM_VARIANTS,
+    CLASS_WEIGHTINGS,
     OUTPUT_STRIDES,
     PAM_SCALES,
+    PRECISIONS,
+    AffinityTarget,
     Attention,
     CamVariant,
+    ClassWeighting,
     PamScale,
+    Precision,
 )
 
 # The weights of the loss terms, by output name. The paper weighs out, pam and cam equally;
@@ -70,12 +76,17 @@ class TrainConfig:
     attention_lr_mult: float = 1.0  # extra lr factor on PAM/CAM's gamma, scale, query and key
     attention_weight_decay: float | None = None  # weight decay of gamma and scale (None: as all)
     affinity_queries: int = 1024  # query pixels per image sampled for the "affinity" loss
+    affinity_target: AffinityTarget = "mass"  # see danet.training.losses.affinity_loss
+    affinity_exclude_radius: int | None = None  # keys this close to the query leave the target
+    class_weighting: ClassWeighting = "none"  # "median_frequency": class-balanced cross-entropy
+    reach_radius: int = 3  # the "local" radius of the PAM reach figures at validation
     # loss weights of the outputs (DEFAULT_LOSS_WEIGHTS); "affinity" turns the affinity loss on
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
     # run
     seed: int = 0
     device: str = "auto"
-    amp: bool = True  # mixed precision, on CUDA only
+    amp: bool = True  # float16 mixed precision, on CUDA only (precision=fp32)
+    precision: Precision = "fp32"  # "bf16": bfloat16 autocast; "auto": bf16 where the device has it
     channels_last: bool = True  # NHWC memory format for the model and the batches
     sync_bn: bool = True  # under torchrun
     checkpoint_every: int = 100
@@ -250,10 +261,23 @@ CHECKS: dict[str, tuple[Callable[[Any], Any], str, Callable[[Any], bool] | None]
     "attention_lr_mult": (_float, "a number >= 0", _at_least(0)),
     "attention_weight_decay": (_optional(_float), "a number >= 0", _at_least(0)),
     "affinity_queries": (_int, "an integer >= 1", _at_least(1)),
+    "affinity_target": (_str, _one_of(AFFINITY_TARGETS), lambda v: v in AFFINITY_TARGETS),
+    "affinity_exclude_radius": (
+        _optional(_int),
+        "an integer >= 0 (Chebyshev distance in feature pixels) or none",
+        _at_least(0),
+    ),
+    "class_weighting": (
+        _str,
+        f"one of {', '.join(CLASS_WEIGHTINGS)}",
+        lambda v: v in CLASS_WEIGHTINGS,
+    ),
+    "reach_radius": (_int, "an integer >= 0 (feature pixels)", _at_least(0)),
     "loss_weights": (_weights, "a mapping of output names to numbers >= 0", None),
     "seed": (_int, "an integer >= 0", _at_least(0)),
     "device": (_str, "auto, cpu, cuda or cuda:N", None),
     "amp": (_bool, "true or false", None),
+    "precision": (_str, f"one of {', '.join(PRECISIONS)}", lambda v: v in PRECISIONS),
     "channels_last": (_bool, "true or false", None),
     "sync_bn": (_bool, "true or false", None),
     "checkpoint_every": (_int, "an integer >= 1", _at_least(1)),

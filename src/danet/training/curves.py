@@ -5,16 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from danet.analysis.diagnostics import REACH_KEYS
 from danet.training.runfolder import CURVES_NAME, METRICS_NAME, read_rows
 from danet.utils.atomic import atomic_write
 
 
-def _plot_attention(pam_ax: Any, cam_ax: Any, val: list[dict[str, Any]]) -> None:
-    """Each validation's attention diagnostics: is PAM sharper than uniform, is CAM saturated."""
+def _plot_attention(pam_ax: Any, reach_ax: Any, cam_ax: Any, val: list[dict[str, Any]]) -> None:
+    """Each validation's attention diagnostics: is PAM sharper than uniform, does it reach
+    same-class keys far away, is CAM saturated."""
+    mass_keys = tuple(k for k in REACH_KEYS if k != "pam_effective_keys")
     panels = {
         pam_ax: ("PAM (val)", ("pam_lift", "pam_entropy", "pam_gamma", "pam_scale")),
+        reach_ax: ("PAM reach (val): mass per row", mass_keys),
         cam_ax: ("CAM (val)", ("cam_max_weight", "cam_entropy", "cam_gamma")),
     }
+    keys_points = [(r["step"], r["pam_effective_keys"]) for r in val if "pam_effective_keys" in r]
+    if keys_points:
+        twin = reach_ax.twinx()
+        twin.plot(*zip(*keys_points, strict=True), "k--", label="pam_effective_keys")
+        twin.set_yscale("log")
+        twin.set_ylabel("effective keys (dashed)")
     for ax, (title, keys) in panels.items():
         for key in keys:
             points = [(r["step"], r[key]) for r in val if key in r]
@@ -38,7 +48,7 @@ def plot_curves(run: str | Path) -> Path:
     rows = read_rows(run / METRICS_NAME)
     train = [r for r in rows if "loss" in r]
     val = [r for r in rows if "val_miou" in r]
-    fig, ax = plt.subplots(1, 4, figsize=(20, 3.5))
+    fig, ax = plt.subplots(1, 5, figsize=(25, 3.5))
     if train:
         steps = [r["step"] for r in train]
         losses = [r["loss"] for r in train]
@@ -55,7 +65,7 @@ def plot_curves(run: str | Path) -> Path:
         ax[1].plot([r["step"] for r in val], [100 * r["val_miou"] for r in val], "o-")
     ax[1].set_xlabel("iteration")
     ax[1].set_title("val mIoU (%)")
-    _plot_attention(ax[2], ax[3], val)
+    _plot_attention(ax[2], ax[3], ax[4], val)
     fig.tight_layout()
     out = run / CURVES_NAME
     atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))

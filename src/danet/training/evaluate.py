@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from danet.analysis.diagnostics import AttentionInputs, AttentionStats
+from danet.analysis.diagnostics import REACH_RADIUS, AttentionInputs, AttentionStats
 from danet.data import SegmentationDataset, build_dataset
 from danet.data.transforms import normalize
 from danet.deploy.backend import open_model
@@ -36,12 +36,14 @@ def evaluate(
     device: str | torch.device = "cpu",
     progress: bool = True,
     diagnostics: bool = False,
+    reach_radius: int = REACH_RADIUS,
 ) -> dict[str, Any]:
     """mIoU, pixel accuracy and per-class IoU of ``model`` on ``dataset``, one image at a time.
 
     Under torch.distributed each rank takes every world-th image and the confusion matrix is
     summed once at the end. With ``diagnostics``, ``"attention"`` holds the figures of
-    :mod:`danet.analysis.diagnostics`, measured at the first of ``scales`` (unflipped).
+    :mod:`danet.analysis.diagnostics`, measured at the first of ``scales`` (unflipped), the
+    reach figures with ``reach_radius``.
     """
     was_training = model.training
     model.eval()
@@ -49,7 +51,9 @@ def evaluate(
     world = dist.get_world_size() if dist.is_initialized() else 1
     matrix = ConfusionMatrix(dataset.num_classes)
     probe = AttentionInputs(model)
-    stats = AttentionStats(probe.modules, ignore_index=dataset.meta()["ignore_index"])
+    stats = AttentionStats(
+        probe.modules, ignore_index=dataset.meta()["ignore_index"], radius=reach_radius
+    )
     indices = range(rank, len(dataset), world)
     bar = progress_bar(len(indices), "eval", unit="img", quiet=not (progress and is_main()))
     with probe if diagnostics else contextlib.nullcontext():
@@ -182,6 +186,7 @@ def inspect_checkpoint(
     max_images: int | None = None,
     device: str = "cpu",
     json_path: str | Path | None = None,
+    reach_radius: int = REACH_RADIUS,
 ) -> dict[str, Any]:
     """``danet inspect``: the attention figures (:mod:`danet.analysis.diagnostics`) and mIoU of a
     checkpoint on a split (its first ``max_images``), printed one per line and, with
@@ -191,7 +196,9 @@ def inspect_checkpoint(
     check_classes(model, data, checkpoint, dataset)
     if max_images is not None:
         data = data.first(max_images)
-    metrics = evaluate(model, data, device=device, diagnostics=True)
+    if reach_radius < 0:
+        raise ValueError(f"--reach-radius {reach_radius} must be an integer >= 0")
+    metrics = evaluate(model, data, device=device, diagnostics=True, reach_radius=reach_radius)
     result = {
         **metrics["attention"],
         "miou": metrics["miou"],
@@ -201,6 +208,7 @@ def inspect_checkpoint(
         "split": split,
         "images": len(data),
         "input_size": model.config.get("input_size"),
+        "reach_radius": reach_radius,
     }
     print(format_figures({**metrics["attention"], "miou": metrics["miou"]}))
     if json_path:

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from danet.analysis.diagnostics import AttentionInputs, attention_modules
 from danet.data import DATASETS, SegmentationDataset, build_dataset
+from danet.data.balance import median_frequency_weights
 from danet.data.io import without_worker_tracebacks
 from danet.data.transforms import Augmented, train_transform
 from danet.model.checkpoint import read_training_state, save_training_state
@@ -40,6 +41,7 @@ from danet.training.runfolder import (
     truncate_log,
 )
 from danet.utils.atomic import write_text
+from danet.utils.device import resolve_precision
 from danet.utils.distributed import cleanup, init_distributed, is_main
 from danet.utils.progress import progress as progress_bar
 
@@ -191,11 +193,23 @@ def _train(
     model = build_model(cfg, dataset, pretrained=state is None).to(
         device, memory_format=memory_format
     )
-    criterion = DANetLoss(cfg.loss_weights, ignore_index=255)
+    class_weights = None
+    if cfg.class_weighting == "median_frequency":
+        class_weights = torch.from_numpy(median_frequency_weights(dataset)).to(device)
+    criterion = DANetLoss(
+        cfg.loss_weights,
+        ignore_index=255,
+        class_weights=class_weights,
+        affinity_target=cfg.affinity_target,
+        affinity_exclude_radius=cfg.affinity_exclude_radius,
+    )
     optimizer = torch.optim.SGD(
         _param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
-    amp = cfg.amp and device.type == "cuda"
+    autocast_dtype = resolve_precision(cfg.precision, device)
+    amp = cfg.amp and device.type == "cuda" and autocast_dtype is None
+    if amp:
+        autocast_dtype = torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     start = 0
     if state is not None:
@@ -262,7 +276,13 @@ def _train(
 
     def validate(step: int) -> dict[str, Any]:
         metrics = evaluate(
-            model, val_set, cfg.eval_scales, device=device, progress=not quiet, diagnostics=True
+            model,
+            val_set,
+            cfg.eval_scales,
+            device=device,
+            progress=not quiet,
+            diagnostics=True,
+            reach_radius=cfg.reach_radius,
         )
         if main:
             bar.write(
@@ -301,7 +321,11 @@ def _train(
         )
         with (
             probe if use_affinity else contextlib.nullcontext(),
-            torch.autocast(device.type, dtype=torch.float16, enabled=amp),
+            torch.autocast(
+                device.type,
+                dtype=autocast_dtype or torch.float32,
+                enabled=autocast_dtype is not None,
+            ),
         ):
             logits = net(images)
             pam_qk = None

@@ -32,3 +32,39 @@ def resolve_device(name: str) -> torch.device:
     elif device.type != "cpu":
         raise ValueError(f"--device {name!r}: danet runs on {DEVICES}")
     return device
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: CPUs with AVX512-BF16 or AMX, CUDA GPUs
+    of compute capability 8.0 and newer."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return bool(
+            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``--precision`` on ``device``: ``None`` (float32) for ``"fp32"``,
+    bfloat16 for ``"bf16"`` (a ValueError naming the alternative where the device lacks it), and
+    for ``"auto"`` bfloat16 where the device supports it natively, else float32."""
+    if precision == "fp32":
+        return None
+    supported = bf16_supported(device)
+    if precision == "auto":
+        return torch.bfloat16 if supported else None
+    if precision != "bf16":
+        raise ValueError(f"--precision {precision!r}: use fp32, bf16 or auto")
+    if not supported:
+        what = (
+            "this CPU has no AVX512-BF16 or AMX"
+            if device.type == "cpu"
+            else f"{device} has no bf16"
+        )
+        raise ValueError(
+            f"--precision bf16: {what}, so bfloat16 would be emulated and slow; "
+            "use --precision fp32 (or auto, which picks bf16 only where it is native)"
+        )
+    return torch.bfloat16
