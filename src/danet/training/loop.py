@@ -23,7 +23,7 @@ from danet.data.balance import median_frequency_weights
 from danet.data.io import without_worker_tracebacks
 from danet.data.transforms import Augmented, train_transform
 from danet.model.checkpoint import read_training_state, save_training_state
-from danet.model.danet import DANet, check_backbone, save_model
+from danet.model.danet import DANet, check_backbone, load, save_model, set_weights
 from danet.training.config import TrainConfig
 from danet.training.curves import plot_curves
 from danet.training.evaluate import evaluate
@@ -104,6 +104,22 @@ def build_model(cfg: TrainConfig, dataset: SegmentationDataset, pretrained: bool
         input_size=cfg.input_size,
         **dataset.meta(),
     )
+
+
+def init_from(model: DANet, source: str) -> None:
+    """Copy the weights of the model ``source`` (what :func:`danet.load` reads) into
+    ``model``; both must have the same tensors and shapes (a mismatch names them)."""
+    donor = load(source)
+    ours, theirs = model.state_dict(), donor.state_dict()
+    missing, extra = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+    if missing or extra:
+        raise ValueError(
+            f"--init-weights {source}: its model does not match the recipe's (missing "
+            f"{missing[:3]}, unexpected {extra[:3]}); give the same backbone, attention and "
+            "pam_scale as it has"
+        )
+    set_weights(model, theirs, Path(str(source)))
+    model.train()
 
 
 def _param_groups(model: DANet, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -190,9 +206,10 @@ def _train(
     dataset = build_dataset(cfg.dataset, cfg.data_root, cfg.train_split)
     val_set = build_dataset(cfg.dataset, cfg.data_root, cfg.val_split) if cfg.val_split else None
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = build_model(cfg, dataset, pretrained=state is None).to(
-        device, memory_format=memory_format
-    )
+    model = build_model(cfg, dataset, pretrained=state is None and cfg.init_weights is None)
+    if state is None and cfg.init_weights is not None:
+        init_from(model, cfg.init_weights)
+    model = model.to(device, memory_format=memory_format)
     class_weights = None
     if cfg.class_weighting == "median_frequency":
         class_weights = torch.from_numpy(median_frequency_weights(dataset)).to(device)
@@ -340,6 +357,14 @@ def _train(
             )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        if cfg.grad_clip_norm is not None:
+            scaler.unscale_(optimizer)
+            norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
+            if not torch.isfinite(norm) and not amp:  # under float16 the scaler skips the step
+                raise TrainingDiverged(
+                    f"the gradient norm is {norm.item()} at step {step + 1}; stopped, and the "
+                    f"last good checkpoint {run / TRAIN_STATE_NAME} is kept"
+                )
         scaler.step(optimizer)
         scaler.update()
         done = step + 1
