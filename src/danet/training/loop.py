@@ -357,20 +357,25 @@ def _train(
             )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        if cfg.grad_clip_norm is not None:
-            scaler.unscale_(optimizer)
-            norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
-            if not torch.isfinite(norm) and not amp:  # under float16 the scaler skips the step
-                raise TrainingDiverged(
-                    f"the gradient norm is {norm.item()} at step {step + 1}; stopped, and the "
-                    f"last good checkpoint {run / TRAIN_STATE_NAME} is kept"
-                )
+        scaler.unscale_(optimizer)
+        max_norm = cfg.grad_clip_norm if cfg.grad_clip_norm is not None else math.inf
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
+        if not math.isfinite(grad_norm) and not amp:  # under float16 the scaler skips the step
+            bad = [n for n, p in model.named_parameters()
+                   if p.grad is not None and not torch.isfinite(p.grad).all()]  # fmt: skip
+            raise TrainingDiverged(
+                f"the gradient norm is {grad_norm} at step {step + 1} (the loss was "
+                f"{loss.item():.4f}; first non-finite gradient: {bad[0] if bad else '?'}, "
+                f"{len(bad)} tensors in all); stopped, and the last good checkpoint "
+                f"{run / TRAIN_STATE_NAME} is kept"
+            )
         scaler.step(optimizer)
         scaler.update()
         done = step + 1
         if main:
             toc = time.perf_counter()
-            _log(run, {"step": done, "loss": loss.item(), **parts, "lr": lr, "sec": toc - tic})
+            row = {"step": done, "loss": loss.item(), **parts, "grad_norm": grad_norm}
+            _log(run, {**row, "lr": lr, "sec": toc - tic})
             tic = toc
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
             bar.update(1)
