@@ -236,7 +236,8 @@ def load(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> 
 
     Takes a bundled model's name (``"camvid"``), a folder with ``config.json`` and
     ``model.safetensors`` (what :func:`save_model` and ``danet train`` write), a ``.safetensors``
-    file with ``config.json`` beside it, or a training ``checkpoint.pt``.
+    file with ``config.json`` beside it, or a training ``checkpoint.pt``. On the CPU the model's
+    weights are in channels_last (NHWC) memory format, which the convolutions run faster in.
     """
     path = model_file(name_or_path)
     if path.suffix == ".safetensors":
@@ -249,4 +250,7 @@ def load(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> 
         shapes = {k: v.shape for k, v in weights.items()}
         model = _build(state["config"], shapes, path, path)
         set_weights(model, weights, path)
-    return model.to(map_location)
+    model = model.to(map_location)
+    if next(model.parameters()).device.type == "cpu":  # NHWC convolutions are faster there
+        model = model.to(memory_format=torch.channels_last)
+    return model
