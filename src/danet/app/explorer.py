@@ -19,13 +19,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from danet.analysis.diagnostics import REACH_RADIUS, AttentionInputs, attention_modules, row_reach
+from danet.assets import samples_dir
 from danet.data.io import read_image, read_mask
 from danet.data.transforms import normalize
-from danet.diagnostics import REACH_RADIUS, AttentionInputs, attention_modules, row_reach
-from danet.inference import inference_size
-from danet.predict import class_names, model_palette
+from danet.inference.render import class_names, model_palette
+from danet.model.segment import inference_size
 
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples" / "camvid"
+SAMPLES_DIR = samples_dir("camvid")
 """The bundled CamVid frames (``val/``) and their label masks (``valannot/``)."""
 WORK_PIXELS = 1024 * 1024
 """The most pixels an image is run at, after its short side is brought to the model's."""

@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 
 import danet
+from danet.analysis.diagnostics import REACH_RADIUS
 from danet.app.explorer import (
     Explorer,
     Features,
@@ -31,7 +32,6 @@ from danet.app.render import (
     reach_html,
 )
 from danet.data.io import DataError
-from danet.diagnostics import REACH_RADIUS
 
 CSS = """
 .danet-mass-table td, .danet-reach-table td { padding: 1px 6px; font-size: 13px; }
