@@ -1,4 +1,4 @@
-"""The ``danet`` command: train | eval | predict | attention | export | demo | convert.
+"""The danet command: train | eval | predict | attention | export | demo | inspect | convert.
 
 Bad input ends with a one-line error that names the culprit and exit status 2 (``--debug`` shows
 the traceback).
@@ -55,7 +55,8 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each flag's default, except where there is none (recipe flags show the recipe's)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+        empty = action.default in (None, False, []) or action.default is argparse.SUPPRESS
+        if empty or "default" in (action.help or ""):  # the help says its default itself
             return action.help
         return super()._get_help_string(action)
 
@@ -100,7 +101,7 @@ def _add_device(p: argparse.ArgumentParser, default: str | None = "auto") -> Non
 
 
 def _add_quiet(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--quiet", action="store_true", help="no progress output, no device line")
 
 
 def _add_inference(p: argparse.ArgumentParser) -> None:
@@ -195,24 +196,31 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8", action="store_true", help="onnxruntime: static int8 (QDQ)")
 
 
-def _add_eval(sub: argparse._SubParsersAction) -> None:
+def _add_dataset(p: argparse.ArgumentParser) -> None:
+    """``--dataset``, ``--data-root`` and ``--split``, defaulting to the training run's."""
     from danet.data import DATASETS
 
-    p = _parser(sub, "eval", "mIoU of a checkpoint on a dataset split")
-    _add_checkpoint(p)
     p.add_argument(
         "--dataset",
         help=f"dataset layout: {', '.join(sorted(DATASETS))} (default: the run's, from "
         "run_config.json beside the checkpoint)",
     )
     p.add_argument("--data-root", help="the dataset's folder (default: the run's)")
-    p.add_argument("--split", help="split to evaluate (default: the run's val split, else 'val')")
+    p.add_argument("--split", help="split to use (default: the run's val split, else 'val')")
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = _parser(sub, "eval", "mIoU of a checkpoint on a dataset split")
+    _add_checkpoint(p)
+    _add_dataset(p)
     _add_inference(p)
     _add_device(p)
     p.add_argument(
         "--diagnostics", action="store_true", help="also measure the attention (as danet inspect)"
     )
-    p.add_argument("--json", help="write the metrics here")
+    p.add_argument(
+        "--json", help="write the metrics here (strict JSON: an absent class's IoU is null)"
+    )
     _add_quiet(p)
     _add_backend(p)
 
@@ -229,8 +237,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--resize",
         choices=RESIZE_MODES,
         default=None,
-        help="keep-aspect (default with --backend torch): short side to the input size's; "
-        "squash (default with onnxruntime, whose file has a fixed size): to exactly the input "
+        help="keep-aspect (default): short side to the input size's, with either backend; "
+        "squash (default for an .onnx file exported at a fixed size): to exactly the input "
         "size; none: the image's own size",
     )
     p.add_argument("--input-size", type=_size, help="H,W (default: the checkpoint's input size)")
@@ -266,6 +274,7 @@ def _add_attention(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="attention", help="output folder")
     _add_device(p)
+    _add_quiet(p)
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -284,6 +293,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all-heads", action="store_true", help="also export the pam/cam logits")
     p.add_argument("--int8", action="store_true", help="onnxruntime static int8 (QDQ)")
     p.add_argument("--calibration", nargs="+", help="int8: images or folders of the dataset")
+    _add_device(p, default="cpu")
+    _add_quiet(p)
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -298,9 +309,7 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
         sub, "inspect", "is the attention alive: PAM lift/entropy, CAM saturation, gammas, mIoU"
     )
     _add_checkpoint(p)
-    p.add_argument("--dataset", required=True, help="dataset layout")
-    p.add_argument("--data-root", required=True, help="the dataset's folder")
-    p.add_argument("--split", default="val", help="split to measure")
+    _add_dataset(p)
     p.add_argument("--max-images", type=int, help="only the first N images of the split")
     p.add_argument(
         "--reach-radius",
@@ -381,8 +390,11 @@ def run_train(args: argparse.Namespace) -> None:
     metrics = train(
         cfg, resume=args.resume, changes=given if args.resume else None, quiet=args.quiet
     )
-    if metrics:
+    if os.environ.get("RANK", "0") != "0":
+        return
+    if metrics and args.quiet:  # without --quiet, the last validation's line says it already
         print(f"val mIoU {100 * metrics['miou']:.2f}%  pixel acc {100 * metrics['pixel_acc']:.2f}%")
+    print(f"model: {Path(cfg.out) / 'model.safetensors'} (use it with --checkpoint {cfg.out})")
 
 
 def run_settings(checkpoint: str | Path) -> dict[str, Any]:
@@ -398,6 +410,21 @@ def run_settings(checkpoint: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise ValueError(f"{config}: not valid JSON ({err})") from None
     return data if isinstance(data, dict) else {}
+
+
+def dataset_of_run(args: argparse.Namespace) -> tuple[str, str, str]:
+    """``--dataset``, ``--data-root`` and ``--split``, each defaulting to the training run's
+    (``run_config.json`` beside the checkpoint; the split to its val split, else ``val``)."""
+    run = run_settings(args.checkpoint)
+    dataset_name = args.dataset or run.get("dataset")
+    data_root = args.data_root or run.get("data_root")
+    split = args.split or run.get("val_split") or "val"
+    for flag, value in (("--dataset", dataset_name), ("--data-root", data_root)):
+        if not value:
+            raise ValueError(
+                f"{flag} is required: {args.checkpoint} has no run_config.json to take it from"
+            )
+    return dataset_name, data_root, split
 
 
 def format_table(metrics: dict[str, Any], class_names: list[str]) -> str:
@@ -430,21 +457,14 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     from danet.data import build_dataset
     from danet.distributed import cleanup, init_distributed, is_main
     from danet.engine import evaluate
+    from danet.metrics import dumps
     from danet.onnx_runtime import load_model
 
     if args.json:
         check_writable_file(args.json)  # before the evaluation is spent
     if args.diagnostics and args.backend != "torch":
         raise ValueError("--diagnostics needs --backend torch (it hooks the attention modules)")
-    run = run_settings(args.checkpoint)
-    dataset_name = args.dataset or run.get("dataset")
-    data_root = args.data_root or run.get("data_root")
-    split = args.split or run.get("val_split") or "val"
-    for flag, value in (("--dataset", dataset_name), ("--data-root", data_root)):
-        if not value:
-            raise ValueError(
-                f"{flag} is required: {args.checkpoint} has no run_config.json to take it from"
-            )
+    dataset_name, data_root, split = dataset_of_run(args)
     _, _, device = init_distributed(args.device)
     try:
         model = load_model(args.checkpoint, args.backend, args.int8, str(device))
@@ -483,7 +503,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     if main_rank:
         print(format_table(metrics, names))
     if args.json and main_rank:
-        text = json.dumps(result, indent=2)
+        text = dumps(result)
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))
     return result
 
@@ -494,12 +514,14 @@ def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
     from danet.checkpoint import atomic_write
     from danet.data import build_dataset
     from danet.engine import evaluate
+    from danet.metrics import dumps
 
     if args.json:
         check_writable_file(args.json)  # before the evaluation is spent
+    dataset_name, data_root, split = dataset_of_run(args)
     model = danet.load(args.checkpoint, map_location=args.device)
-    dataset = build_dataset(args.dataset, args.data_root, args.split)
-    check_classes(model, dataset, args.checkpoint, args.dataset)
+    dataset = build_dataset(dataset_name, data_root, split)
+    check_classes(model, dataset, args.checkpoint, dataset_name)
     if args.max_images is not None:
         if args.max_images < 1:
             raise ValueError(f"--max-images {args.max_images} must be at least 1")
@@ -514,18 +536,19 @@ def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
         "miou": metrics["miou"],
         "pixel_acc": metrics["pixel_acc"],
         "checkpoint": str(args.checkpoint),
-        "dataset": args.dataset,
-        "split": args.split,
+        "dataset": dataset_name,
+        "data_root": str(data_root),
+        "split": split,
         "images": len(dataset),
         "input_size": model.config.get("input_size"),
         "reach_radius": args.reach_radius,
     }
-    width = max(len(k) for k in metrics["attention"])
+    width = max(len(k) for k in [*metrics["attention"], "mIoU (%)"])
     for key, value in metrics["attention"].items():
         print(f"{key:<{width}}  {value:.4f}")
-    print(f"{'miou':<{width}}  {metrics['miou']:.4f}")
+    print(f"{'mIoU (%)':<{width}}  {100 * metrics['miou']:.2f}  (as danet eval prints it)")
     if args.json:
-        text = json.dumps(result, indent=2)
+        text = dumps(result)
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))
     return result
 
@@ -547,7 +570,7 @@ def run_predict(args: argparse.Namespace) -> None:
             sliding_window=args.sliding_window,
             batch_size=args.batch_size,
             device=str(device),
-            resize=args.resize or ("squash" if args.backend == "onnxruntime" else "keep-aspect"),
+            resize=args.resize,
             input_size=args.input_size,
             strict=args.strict,
             legend=args.legend,
@@ -581,7 +604,8 @@ def run_attention(args: argparse.Namespace) -> None:
     written = attention_figures(
         args.checkpoint, args.image, points, args.out, args.channels, args.device
     )
-    print("\n".join(str(path) for path in written))
+    if not args.quiet:
+        print("\n".join(str(path) for path in written))
 
 
 def run_export(args: argparse.Namespace) -> None:
@@ -600,8 +624,10 @@ def run_export(args: argparse.Namespace) -> None:
         all_heads=args.all_heads,
         int8=args.int8,
         calibration=args.calibration,
+        device=args.device,
     )
-    print(f"wrote {path}")
+    if not args.quiet:
+        print(f"wrote {path}")
 
 
 def run_demo(args: argparse.Namespace) -> None:

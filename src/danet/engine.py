@@ -47,7 +47,14 @@ from danet.metrics import ConfusionMatrix
 from danet.model import DANet, check_backbone
 from danet.progress import progress as progress_bar
 from danet.resume import restore, resumed_config
-from danet.runfolder import append_row, has_row, locked, read_rows, remove_stale_temp_files
+from danet.runfolder import (
+    append_row,
+    has_row,
+    locked,
+    read_rows,
+    remove_stale_temp_files,
+    warn,
+)
 
 METRICS_NAME, CURVES_NAME, RUN_CONFIG_NAME = "metrics.jsonl", "curves.png", "run_config.json"
 RUN_FILES = (
@@ -359,6 +366,12 @@ def _train(
         raise ValueError(
             f"--iters/--epochs: the run in {run} already did {start} iterations, more than the "
             f"{total} asked for; --resume can extend a run, not shorten it"
+        )
+    if cfg.warmup_iters > total and start == 0 and is_main():
+        reached = poly_lr(cfg.lr, total - 1, total, cfg.poly_power, cfg.warmup_iters)
+        warn(
+            f"--iters {total} is shorter than the warm-up ({cfg.warmup_iters} iterations): the "
+            f"learning rate peaks at {reached:.2e}, not the recipe's {cfg.lr:.2e}"
         )
     net: nn.Module = model
     if world > 1:

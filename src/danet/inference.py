@@ -8,6 +8,13 @@ How an image meets the model's native ``input_size`` (H, W) is the ``resize`` mo
 - ``"squash"``: resize to exactly ``input_size`` (the aspect ratio changes); what ``danet eval``
   does, as the paper's evaluation.
 - ``"none"``: run at the image's own size.
+
+Memory: :func:`predict_labels` (``danet predict``, ``model.predict``) shrinks a large uint8 image to
+the size the model runs at before normalising it (:func:`model_input`), averages the class probabilities at that size,
+and upsamples them to the image's size a strip of rows at a time, taking the argmax of each strip
+(:func:`upsampled_argmax`): a photo costs its own pixels (3 bytes each) and its labels (1 byte
+each) on top of the model at its input size, never full-resolution float logits. Only
+``sliding_window`` and ``resize="none"`` run the model at the image's own size.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -112,6 +120,107 @@ def predict_probs(
     return total / (len(scales) * (2 if flip else 1))
 
 
+STRIP_ELEMENTS = 1 << 20
+"""Float elements (4 MiB) of one strip of full-resolution probabilities in
+:func:`upsampled_argmax`."""
+
+
+def _axis_taps(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bilinear interpolation along one axis as ``F.interpolate`` does it (``align_corners=False``):
+    for each output index, the two input indices and the second one's weight."""
+    src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    low = src.floor().long().clamp(max=n_in - 1)
+    high = (low + 1).clamp(max=n_in - 1)
+    return low, high, (src - low).float()
+
+
+def upsampled_argmax(probs: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """The argmax over classes of ``probs`` (B, K, h, w) bilinearly resized to ``size`` (H, W):
+    (B, H, W) uint8 (int64 above 256 classes), the labels of ``F.interpolate(probs, size).argmax(1)``
+    built a strip of rows at a time, so that the resized probabilities never exist at once."""
+    b, k, h, w = probs.shape
+    height, width = int(size[0]), int(size[1])
+    dtype = torch.uint8 if k <= 256 else torch.int64
+    if (h, w) == (height, width):
+        return probs.argmax(1).to(dtype)
+    rows, cols = _axis_taps(h, height), _axis_taps(w, width)
+    c_low, c_high, c_weight = (t.to(probs.device) for t in cols)
+    out = torch.empty((b, height, width), dtype=dtype, device=probs.device)
+    step = max(1, STRIP_ELEMENTS // (b * k * width))
+    for top in range(0, height, step):
+        r_low, r_high, r_weight = (t[top : top + step].to(probs.device) for t in rows)
+        first, last = int(r_low[0]), int(r_high[-1])
+        band = probs[:, :, first : last + 1]  # the source rows this strip reads
+        band = torch.lerp(band[..., c_low], band[..., c_high], c_weight)  # (B, K, rows, W)
+        strip = torch.lerp(
+            band[:, :, r_low - first], band[:, :, r_high - first], r_weight[:, None]
+        )  # (B, K, step, W)
+        out[:, top : top + step] = strip.argmax(1).to(dtype)
+    return out
+
+
+def model_input(
+    image: np.ndarray, size: tuple[int, int], mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
+    """An HxWx3 uint8 image as the model's normalised (3, H, W) input at ``size``.
+
+    A larger image is area-averaged to ``size`` while still uint8, so that it never exists as
+    full-resolution floats; a smaller one is normalised first and resized bilinearly, as
+    :func:`predict_probs` does.
+    """
+    if size[0] * size[1] < image.shape[0] * image.shape[1]:
+        image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    x = normalize(image, mean, std)
+    if tuple(x.shape[-2:]) != size:
+        x = F.interpolate(x[None], size, mode="bilinear", align_corners=False)[0]
+    return x
+
+
+def _device(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def predict_labels(
+    model: nn.Module,
+    images: Sequence[np.ndarray],
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    sliding_window: bool = False,
+    input_size: Sequence[int] | None = None,
+    resize: str = "keep-aspect",
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Labels (B, H, W) for HxWx3 uint8 RGB ``images`` of one size, in memory bounded by the
+    model's input size (module docstring).
+
+    The probabilities are averaged over ``scales`` and flips at the size the image is run at
+    (:func:`inference_size`), then upsampled to the image's size with :func:`upsampled_argmax`.
+    """
+    device = device or _device(model)
+    h, w = images[0].shape[:2]
+    base = (h, w) if sliding_window else inference_size(h, w, input_size, resize)
+    total: torch.Tensor | None = None
+    for scale in scales:
+        size = (max(round(base[0] * scale), 8), max(round(base[1] * scale), 8))
+        x = torch.stack([model_input(i, size, model.mean, model.std) for i in images])
+        x = x.to(device)
+        for flipped in (False, True) if flip else (False,):
+            xi = x.flip(-1) if flipped else x
+            if sliding_window and input_size is not None:
+                logits = _sliding(model, xi, input_size)
+            else:
+                logits = model(xi)["out"]
+            probs = logits.float().softmax(1)
+            probs = probs.flip(-1) if flipped else probs
+            if probs.shape[-2:] != base:
+                probs = F.interpolate(probs, base, mode="bilinear", align_corners=False)
+            total = probs if total is None else total + probs
+    assert total is not None
+    return upsampled_argmax(total, (h, w)).cpu().numpy()
+
+
 def _as_rgb_list(images: Any) -> tuple[list[np.ndarray], bool]:
     """The images of one input (path, PIL, array) or of a batch (list, BxHxWx3 array), and
     whether it was a batch."""
@@ -146,13 +255,17 @@ def segment(
     of those (a stacked array for a BxHxWx3 input). ``resize`` is one of :data:`RESIZE_MODES`.
     """
     rgbs, batched = _as_rgb_list(image)
-    device = device or next(model.parameters()).device
+    device = device or _device(model)
     input_size = model.config.get("input_size")
     results = []
     for rgb in rgbs:
+        if not probs:
+            args = (scales, flip, sliding_window, input_size, resize, device)
+            results.append(predict_labels(model, [rgb], *args)[0])
+            continue
         x = normalize(rgb, model.mean, model.std)[None].to(device)
         p = predict_probs(model, x, scales, flip, sliding_window, input_size, resize)[0]
-        results.append(p.cpu().numpy() if probs else p.argmax(0).to(torch.uint8).cpu().numpy())
+        results.append(p.cpu().numpy())
     if not batched:
         return results[0]
     if isinstance(image, np.ndarray):

@@ -31,12 +31,13 @@ def add_legend(
     h, w = image.shape[:2]
     panel_w = PAD + SWATCH + PAD + text_w + PAD
     out_h = max(h, PAD + ROW * len(classes) + PAD)
-    canvas = Image.new("RGB", (w + panel_w, out_h), (0, 0, 0))
-    canvas.paste(Image.fromarray(image), (0, 0))
-    draw = ImageDraw.Draw(canvas)
+    panel = Image.new("RGB", (panel_w, out_h), (0, 0, 0))  # drawn apart: the image is not copied
+    draw = ImageDraw.Draw(panel)
     for row, (k, text) in enumerate(zip(classes, labels, strict=True)):
         top = PAD + row * ROW
-        left = w + PAD
-        draw.rectangle((left, top, left + SWATCH - 1, top + SWATCH - 1), fill=tuple(palette[k]))
-        draw.text((left + SWATCH + PAD, top), text, fill=(255, 255, 255), font=font)
-    return np.asarray(canvas)
+        draw.rectangle((PAD, top, PAD + SWATCH - 1, top + SWATCH - 1), fill=tuple(palette[k]))
+        draw.text((PAD + SWATCH + PAD, top), text, fill=(255, 255, 255), font=font)
+    out = np.zeros((out_h, w + panel_w, 3), np.uint8)
+    out[:h, :w] = image
+    out[:, w:] = np.asarray(panel)
+    return out

@@ -19,14 +19,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 import torch.distributed as dist
 from PIL import Image
 
 from danet.data import DataError, read_image
 from danet.data.io import IMAGE_EXTENSIONS, MAX_PIXELS, check_pixels, list_images
-from danet.data.transforms import normalize
-from danet.inference import predict_probs
+from danet.inference import predict_labels
 from danet.legend import add_legend, classes_by_area
 from danet.model import DANet
 from danet.onnx_runtime import load_model
@@ -66,8 +64,7 @@ def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
 
 def overlay(image: np.ndarray, color: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
     """Alpha-blend a colour label image onto an RGB image (both HxWx3 uint8)."""
-    blend = (1 - alpha) * image.astype(np.float32) + alpha * color.astype(np.float32)
-    return (blend + 0.5).astype(np.uint8)
+    return cv2.addWeighted(image, 1 - alpha, color, alpha, 0.0)  # uint8 throughout, rounded
 
 
 def _video_frames(path: Path, max_pixels: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -124,14 +121,25 @@ class Input:
         return self.path.suffix.lower() in VIDEO_EXTENSIONS
 
 
-def collect_inputs(inputs: Sequence[str | Path]) -> list[Input]:
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder)
+
+
+def collect_inputs(inputs: Sequence[str | Path], out: str | Path | None = None) -> list[Input]:
     """Expand folders recursively to their images; check that every path exists and that no two
-    inputs would write the same output files."""
+    inputs would write the same output files.
+
+    A folder's images inside ``out`` (the output folder, ``predictions`` inside the input folder
+    by default) are left out, so that ``danet predict .`` run twice does not predict its own
+    output; a file named on its own is always taken."""
+    skip = Path(out).resolve() if out is not None else None
     files: list[Input] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             images = list_images(path, recursive=True)
+            if skip is not None and not _inside(path, skip):
+                images = [p for p in images if not _inside(p, skip)]
             if not images:
                 raise DataError(f"{path}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
             files += [Input(p, p.relative_to(path).with_suffix("")) for p in images]
@@ -179,7 +187,8 @@ def _frames(
             if strict:
                 raise
             skipped.append(err)
-            print(f"danet: warning: skipped {err}", file=sys.stderr)
+            if len(files) > 1 or count > 0:  # else it is the only error, raised at the end
+                print(f"danet: warning: skipped {err}", file=sys.stderr)
 
 
 def _batches(
@@ -259,7 +268,7 @@ def predict_paths(
     sliding_window: bool = False,
     batch_size: int = 4,
     device: str = "cpu",
-    resize: str = "keep-aspect",
+    resize: str | None = None,
     input_size: Sequence[int] | None = None,
     strict: bool = False,
     legend: str = "color",
@@ -278,7 +287,8 @@ def predict_paths(
     legend to the ``"color"`` images (default), the ``"overlay"`` ones, ``"both"`` or ``"none"``;
     the image keeps its pixels at the top left. ``overlay_video`` also writes
     ``<video-stem>_overlay.mp4`` per video. ``resize`` and ``input_size`` (default: the
-    checkpoint's) say how an image meets the model (:mod:`danet.inference`). Unreadable files
+    checkpoint's) say how an image meets the model (:mod:`danet.inference`; by default
+    ``"keep-aspect"``, or ``"squash"`` for an ONNX file exported at a fixed size). Unreadable files
     are reported on stderr and skipped, unless ``strict`` (when none can be read, the first
     one's ``DataError`` is raised). Returns the written paths. Images
     over ``max_pixels`` (default ``danet.data.io.MAX_PIXELS``) are refused (skipped unless
@@ -294,10 +304,12 @@ def predict_paths(
     world = dist.get_world_size() if dist.is_initialized() else 1
     if overlay_video and world > 1:
         raise ValueError("--overlay-video needs one process: its frames would be split over ranks")
-    files = collect_inputs(inputs)
+    files = collect_inputs(inputs, out)
     model = load_model(checkpoint, backend, int8, device)
     if model.num_classes > 256:
         raise ValueError(f"{checkpoint}: {model.num_classes} classes do not fit a uint8 label PNG")
+    if resize is None:
+        resize = "squash" if getattr(model, "fixed_size", False) else "keep-aspect"
     palette = model_palette(model)
     names = class_names(model)
     input_size = input_size or model.config.get("input_size")
@@ -311,27 +323,29 @@ def predict_paths(
     with progress_bar(shard, "predict", unit="img", quiet=not progress) as bar:
         frames = _frames(files, strict, skipped, max_pixels, rank, world)
         for batch in _batches(frames, batch_size, max_pixels):
-            x = torch.stack([normalize(image, model.mean, model.std) for _, image in batch])
-            probs = predict_probs(
-                model, x.to(device), scales, flip, sliding_window, input_size, resize
-            )
-            labels = probs.argmax(1).to(torch.uint8).cpu().numpy()  # (B, H, W)
+            images = [image for _, image in batch]
+            labels = predict_labels(
+                model, images, scales, flip, sliding_window, input_size, resize, device
+            )  # (B, H, W) uint8
             for (name, image), label in zip(batch, labels, strict=True):
-                color = colorize(label, palette)
-                blended = overlay(image, color)
-                if legend != "none":
-                    shown = classes_by_area(label, model.num_classes)
-                    if legend in ("color", "both"):
-                        color = add_legend(color, shown, names, palette)
-                    if legend in ("overlay", "both"):
-                        blended = add_legend(blended, shown, names, palette)
                 stem = out / name
                 stem.parent.mkdir(parents=True, exist_ok=True)
-                written += [
-                    save_label_png(label, palette, stem.with_name(f"{stem.name}_label.png")),
-                    _save_png(color, stem.with_name(f"{stem.name}_color.png")),
-                    _save_png(blended, stem.with_name(f"{stem.name}_overlay.png")),
-                ]
+                written.append(
+                    save_label_png(label, palette, stem.with_name(f"{stem.name}_label.png"))
+                )
+                shown = classes_by_area(label, model.num_classes) if legend != "none" else []
+                # each picture is written and let go before the next: a photo's memory is a few
+                # copies of its pixels, not one per output
+                color = colorize(label, palette)
+                blended = overlay(image, color)
+                if legend in ("color", "both"):
+                    color = add_legend(color, shown, names, palette)
+                written.append(_save_png(color, stem.with_name(f"{stem.name}_color.png")))
+                del color
+                if legend in ("overlay", "both"):
+                    blended = add_legend(blended, shown, names, palette)
+                written.append(_save_png(blended, stem.with_name(f"{stem.name}_overlay.png")))
+                del blended
                 overlays[name] = written[-1]
             bar.update(len(batch))
     if overlay_video:
@@ -343,7 +357,7 @@ def predict_paths(
     if skipped and not written:  # nothing could be read: an error, as with --strict
         if len(skipped) == 1:
             raise skipped[0]
-        raise DataError(f"none of the {len(skipped)} inputs could be read; first: {skipped[0]}")
+        raise DataError(f"none of the {len(skipped)} inputs could be read (warnings above)")
     if skipped:
         print(f"danet: warning: skipped {len(skipped)} unreadable file(s)", file=sys.stderr)
     return written

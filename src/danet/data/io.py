@@ -125,7 +125,9 @@ def array_to_rgb(array: np.ndarray) -> np.ndarray:
 
 
 def _rgb(image: Image.Image, path: Path) -> np.ndarray:
-    if image.mode in ("RGB", "L", "RGBA", "P", "PA", "LA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
+    if image.mode == "RGB":
+        return np.asarray(image)  # no converted copy of a large photo
+    if image.mode in ("L", "RGBA", "P", "PA", "LA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
         return np.asarray(image.convert("RGB"))
     array = np.asarray(image)  # 16-bit ("I;16"), 32-bit int ("I") or float ("F") grayscale
     try:
