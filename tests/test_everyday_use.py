@@ -165,3 +165,140 @@ def test_eval_json_writes_null_for_an_absent_class(
     result = json.loads(out.read_text(), parse_constant=_no_constants)
     assert None in result["per_class_iou"]  # the tiny tree has no car, no pedestrian...
     assert all(v is None or 0 <= v <= 1 for v in result["per_class_iou"])
+
+
+# --- a CLI that is even ------------------------------------------------------------------------
+
+TINY_TRAIN = [
+    "--dataset", "camvid", "--backbone", "mobilenetv2_100", "--pretrained", "none",
+    "--batch-size", "2", "--crop-size", "32", "--workers", "0",
+]  # fmt: skip
+
+
+def _help(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    with pytest.raises(SystemExit):
+        main(argv)
+    return capsys.readouterr().out
+
+
+def test_top_level_and_attention_help_read_cleanly(capsys: pytest.CaptureFixture) -> None:
+    text = _help(["--help"], capsys)
+    assert "`" not in text and "inspect" in text.split("\n\n")[1]  # the description names it
+    text = _help(["attention", "--help"], capsys)
+    assert "(default: three)" in text and "(default: [])" not in text
+
+
+def test_train_help_shows_the_recipe_of_its_config(capsys: pytest.CaptureFixture) -> None:
+    built_in = " ".join(_help(["train", "--help"], capsys).split())
+    assert "--cam-variant {paper,original} channel attention formula (default: paper)" in built_in
+    assert "recipe default" not in built_in and "--config camvid --help" in built_in
+    options = _help(["train", "--config", "camvid", "--help"], capsys).split("\n  --")
+    helps = {o.split()[0]: " ".join(o.split()) for o in options}
+    for flag, value in [("cam-variant", "original"), ("pam-scale", "learned"),
+                        ("crop-size", "[256, 320]"), ("workers", "1")]:  # fmt: skip
+        assert helps[flag].endswith(f"; --config camvid: {value})"), helps[flag]
+
+
+def test_inspect_takes_the_run_dataset_and_prints_miou_in_percent(
+    camvid_root: Path, tmp_path: Path, small_model: danet.DANet, capsys: pytest.CaptureFixture
+) -> None:
+    run = danet.save_model(small_model, tmp_path / "run")
+    settings = {"dataset": "camvid", "data_root": str(camvid_root), "val_split": "val"}
+    (run / "run_config.json").write_text(json.dumps(settings))
+    out = tmp_path / "inspect.json"
+    assert main(["inspect", "--checkpoint", str(run), "--json", str(out), "--quiet"]) == 0
+    result = json.loads(out.read_text(), parse_constant=_no_constants)
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("mIoU (%)"))
+    assert float(line.split()[2]) == pytest.approx(100 * result["miou"], abs=0.01)
+    assert (result["dataset"], result["split"], result["images"]) == ("camvid", "val", 2)
+
+
+def test_attention_and_export_are_quiet_and_export_takes_a_device(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    image = _save(tmp_path / "a.png", (48, 64))
+    argv = ["attention", str(image), "--checkpoint", str(checkpoint), "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "att")]) == 0
+    argv = ["export", "--checkpoint", str(checkpoint), "--device", "cpu", "--quiet"]
+    assert main([*argv, "--onnx", str(tmp_path / "m.onnx")]) == 0
+    assert capsys.readouterr().out == ""
+    assert (tmp_path / "m.onnx").is_file() and list((tmp_path / "att").glob("*.png"))
+
+
+# --- training leftovers ------------------------------------------------------------------------
+
+
+def test_a_failed_train_leaves_no_run_folder(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    argv = ["train", *TINY_TRAIN, "--data-root", str(tmp_path / "nowhere"), "--iters", "1"]
+    assert main([*argv, "--out", str(run)]) == 2
+    assert not run.exists()
+
+
+def test_a_finished_run_says_where_its_model_is_and_its_mIoU_once(
+    camvid_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    recipe = tmp_path / "warm.yaml"
+    recipe.write_text("warmup_iters: 5\n")
+    run = tmp_path / "run"
+    argv = ["train", "--config", str(recipe), *TINY_TRAIN, "--data-root", str(camvid_root)]
+    assert main([*argv, "--iters", "2", "--out", str(run)]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("val mIoU") == 1, out
+    assert f"model: {run / 'model.safetensors'}" in out
+    assert "shorter than the warm-up (5 iterations)" in err
+
+
+# --- the Python API ----------------------------------------------------------------------------
+
+
+def test_model_predict_turns_a_pil_image_upright_and_names_classes(
+    small_model: danet.DANet, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (40, 70, 3), dtype=np.uint8)
+    stored = Image.fromarray(pixels)
+    exif = stored.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view: the upright image is 70x40
+    stored.save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    from_path = small_model.predict(tmp_path / "phone.jpg")
+    with Image.open(tmp_path / "phone.jpg") as opened:
+        from_pil = small_model.predict(opened)
+    assert from_path.shape == from_pil.shape == (70, 40)
+    np.testing.assert_array_equal(from_path, from_pil)
+    assert small_model.class_names[:2] == ["sky", "building"]
+
+
+def test_the_model_card_says_how_to_use_the_model(small_model: danet.DANet, tmp_path: Path) -> None:
+    small_model.save_pretrained(tmp_path / "hf")
+    card = (tmp_path / "hf" / "README.md").read_text()
+    assert "More Information Needed" not in card
+    assert "model.predict(" in card and "danet predict" in card
+
+
+def test_demo_says_its_frames_were_in_the_training_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import danet.demo
+
+    monkeypatch.setattr(danet.demo, "predict_paths", lambda *args, **kwargs: [])
+    monkeypatch.setattr(danet.demo, "attention_figures", lambda *args, **kwargs: [])
+    danet.demo.run_demo(tmp_path / "demo")
+    assert "were in the bundled model's training set" in capsys.readouterr().out
+    usage = Path(__file__).parents[1] / "docs" / "usage.md"
+    assert "until that model ships" not in usage.read_text()
+
+
+# --- tiny inputs -------------------------------------------------------------------------------
+
+
+def test_a_thumbnail_gets_a_warning(
+    checkpoint: Path, small_model: danet.DANet, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert small_model.config["input_size"] == [64, 96]  # under 16 px short side: a thumbnail
+    with pytest.warns(UserWarning, match="far smaller than the model's input size 64x96"):
+        small_model.predict(np.zeros((8, 8, 3), np.uint8))
+    image = _save(tmp_path / "thumb.png", (8, 8))
+    argv = ["predict", str(image), "--checkpoint", str(checkpoint), "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
+    assert "thumb: 8x8 is far smaller" in capsys.readouterr().err

@@ -90,6 +90,11 @@ def run_demo(
     metrics = evaluate(model, dataset, device=device)
     where = "the images it was trained on" if trained_here else "the bundled samples"
     print(f"mIoU {100 * metrics['miou']:.1f}% on {len(dataset)} images ({where})")
+    if not trained_here and checkpoint == "camvid":
+        print(
+            "  these CamVid val frames were in the bundled model's training set (train + val): "
+            "the figure shows that everything runs, not how well it does on unseen images"
+        )
     print(f"overlays:  {predictions}/*_overlay.png")
     print(f"attention: {', '.join(str(p) for p in figures)}")
     print("  position attention of pixels on a " + ", a ".join(DEMO_POINTS) + f" in {DEMO_IMAGE}")

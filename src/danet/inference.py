@@ -20,6 +20,7 @@ each) on top of the model at its input size, never full-resolution float logits.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,15 +29,22 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import ImageOps
 from torch import nn
 
 from danet.data.io import array_to_rgb, read_image
 from danet.data.transforms import normalize
 
+ORIENTATION = 0x0112  # the EXIF tag
+
 
 def to_rgb_array(image: Any) -> np.ndarray:
-    """Accept a PIL image or an HxW / HxWx3 / HxWx4 numpy array; return HxWx3 uint8 RGB."""
+    """Accept a PIL image or an HxW / HxWx3 / HxWx4 numpy array; return HxWx3 uint8 RGB.
+
+    A PIL image is turned upright by its EXIF orientation first, as :func:`read_image` does."""
     if hasattr(image, "convert"):  # PIL
+        if hasattr(image, "getexif") and image.getexif().get(ORIENTATION, 1) != 1:
+            image = ImageOps.exif_transpose(image)
         return np.asarray(image.convert("RGB"))
     return array_to_rgb(image)
 
@@ -56,6 +64,24 @@ def inference_size(
         return int(input_size[0]), int(input_size[1])
     scale = min(input_size) / min(height, width)
     return max(round(height * scale), 1), max(round(width * scale), 1)
+
+
+SMALL_FACTOR = 4
+"""An image whose short side is under 1/SMALL_FACTOR of the input size's gets a warning."""
+
+
+def small_image_warning(height: int, width: int, input_size: Sequence[int] | None) -> str | None:
+    """What to tell a user about an image far below the model's input size (a 32x32 thumbnail
+    for a 360x480 model): it is blown up, or seen at a few feature pixels, and its labels mean
+    little. None for an image of a sensible size."""
+    if input_size is None or min(height, width) * SMALL_FACTOR >= min(input_size):
+        return None
+    size = f"{int(input_size[0])}x{int(input_size[1])}"
+    return (
+        f"{width}x{height} is far smaller than the model's input size {size} (H x W); its labels "
+        f"are unlikely to be meaningful (give an image at least {min(input_size) // SMALL_FACTOR} "
+        "pixels on its short side)"
+    )
 
 
 def _windows(length: int, window: int, stride: int) -> list[int]:
@@ -259,6 +285,9 @@ def segment(
     input_size = model.config.get("input_size")
     results = []
     for rgb in rgbs:
+        message = small_image_warning(*rgb.shape[:2], input_size)
+        if message:
+            warnings.warn(message, UserWarning, stacklevel=3)
         if not probs:
             args = (scales, flip, sliding_window, input_size, resize, device)
             results.append(predict_labels(model, [rgb], *args)[0])

@@ -24,7 +24,7 @@ from PIL import Image
 
 from danet.data import DataError, read_image
 from danet.data.io import IMAGE_EXTENSIONS, MAX_PIXELS, check_pixels, list_images
-from danet.inference import predict_labels
+from danet.inference import predict_labels, small_image_warning
 from danet.legend import add_legend, classes_by_area
 from danet.model import DANet
 from danet.onnx_runtime import load_model
@@ -328,6 +328,9 @@ def predict_paths(
                 model, images, scales, flip, sliding_window, input_size, resize, device
             )  # (B, H, W) uint8
             for (name, image), label in zip(batch, labels, strict=True):
+                message = small_image_warning(*image.shape[:2], input_size)
+                if message:
+                    print(f"danet: warning: {name}: {message}", file=sys.stderr)
                 stem = out / name
                 stem.parent.mkdir(parents=True, exist_ok=True)
                 written.append(
