@@ -273,7 +273,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--legend", choices=LEGENDS, default="color", help="which outputs get a class legend"
     )
     p.add_argument(
-        "--overlay-video", action="store_true", help="also write <video>_overlay.mp4 per video"
+        "--overlay-video",
+        action="store_true",
+        help="also write <video>_overlay.mp4 (H.264) per video",
     )
     p.add_argument(
         "--strict", action="store_true", help="stop at the first unreadable file (default: skip it)"
