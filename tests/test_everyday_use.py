@@ -302,3 +302,36 @@ def test_a_thumbnail_gets_a_warning(
     argv = ["predict", str(image), "--checkpoint", str(checkpoint), "--quiet"]
     assert main([*argv, "--out", str(tmp_path / "out")]) == 0
     assert "thumb: 8x8 is far smaller" in capsys.readouterr().err
+
+
+# --- readable figures and legends --------------------------------------------------------------
+
+
+def test_cam_figure_says_what_a_panel_shows_with_colour_bars(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import danet.visualize
+
+    figures = []
+    monkeypatch.setattr(danet.visualize, "_save", lambda fig, path: figures.append(fig) or path)
+    image = _save(tmp_path / "a.png", (48, 64))
+    danet.visualize.attention_figures(checkpoint, image, [(10, 10)], tmp_path, channels=[1, 2])
+    pam, cam = figures
+    assert "uniform" in " ".join(t.get_text() for ax in pam.axes for t in ax.get_yticklabels())
+    assert "each panel is one feature channel" in cam._suptitle.get_text()
+    titles = [ax.get_title() for ax in cam.axes]
+    assert "channel 1 after channel attention" in titles
+    assert sum(ax.get_label() == "<colorbar>" for ax in cam.axes) == 2
+
+
+def test_legend_scales_with_the_image_and_outlines_a_black_swatch() -> None:
+    from danet.legend import OUTLINE, add_legend
+
+    palette = np.array([[0, 0, 0], [200, 30, 30]], np.uint8)
+    names = ["background", "thing"]
+    small = add_legend(np.zeros((240, 320, 3), np.uint8), [0, 1], names, palette)
+    large = add_legend(np.zeros((1080, 2000, 3), np.uint8), [0, 1], names, palette)
+    assert (large.shape[1] - 2000) > 2 * (small.shape[1] - 320)  # the panel grows with the image
+    panel = large[:, 2000:]
+    rows, cols = np.nonzero((panel == OUTLINE).all(axis=2))
+    assert len(rows) > 0 and rows.min() < 60  # the black swatch's outline, at the top
