@@ -7,6 +7,7 @@ pixel's query against all keys: only the rows drawn are built, never the N x N m
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -95,16 +96,23 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+TOP_PERCENTILE = 99.0
+"""The PAM scale ends at this percentile of the map (at least at 2x uniform): a few pixels of
+self-attention at a thousand times uniform would otherwise leave the rest of the map black."""
+
+
 def attention_scale(ratio: np.ndarray) -> tuple[Normalize, list[float], list[str]]:
     """The colour scale of a PAM map (attention weights divided by the uniform weight 1/N): from
-    0 up to the peak, and at least up to 2, so that a uniform row (1 everywhere) sits mid-scale,
-    flat, and a peaked row shows its peak; with its colour-bar ticks and their labels, 1 marked
-    as the uniform weight."""
-    top = max(float(ratio.max()), 2.0)
+    0 up to its :data:`TOP_PERCENTILE` (values above take the top colour; the title gives the
+    peak), and at least up to 2, so that a uniform row (1 everywhere) sits mid-scale, flat, and
+    a peaked row shows its peak; with the colour bar's ticks and their labels, 1 marked as the
+    uniform weight where it does not crowd 0."""
+    top = max(float(np.percentile(ratio, TOP_PERCENTILE)), 2.0)
     ticks = [float(t) for t in MaxNLocator(5).tick_values(0.0, top) if 0 <= t <= top]
-    ticks = sorted({*ticks, 1.0})
+    if 1.0 / top >= 0.08:  # room between 0 and 1 for both labels
+        ticks = sorted({*ticks, 1.0})
     labels = ["1 = uniform" if t == 1 else f"{t:g}" for t in ticks]
-    return Normalize(vmin=0.0, vmax=top), ticks, labels
+    return Normalize(vmin=0.0, vmax=top, clip=True), ticks, labels
 
 
 def _pam_figure(image: np.ndarray, point: tuple[int, int], ratio: np.ndarray, path: Path) -> Path:
@@ -114,9 +122,11 @@ def _pam_figure(image: np.ndarray, point: tuple[int, int], ratio: np.ndarray, pa
     left.imshow(image)
     left.set_title(f"pixel ({point[0]}, {point[1]})")
     norm, ticks, labels = attention_scale(ratio)
-    right.imshow(image)
-    shown = right.imshow(ratio, cmap="inferno", norm=norm, alpha=0.65)
-    bar = fig.colorbar(shown, ax=right, fraction=0.035, ticks=ticks)
+    strength = np.asarray(norm(ratio), dtype=np.float64)
+    right.imshow(image.mean(axis=2), cmap="gray", vmin=0, vmax=255)  # the scene, in grey
+    shown = right.imshow(ratio, cmap="inferno", norm=norm, alpha=0.25 + 0.65 * strength)
+    bar = fig.colorbar(shown, ax=right, fraction=0.035, ticks=ticks, extend="max")
+    bar.solids.set_alpha(1.0)
     bar.ax.set_yticklabels(labels)
     bar.set_label("attention weight / uniform weight 1/N")
     right.set_title(f"where it attends: peak {ratio.max():.1f}x uniform")
@@ -138,7 +148,7 @@ def _cam_figure(image: np.ndarray, maps: np.ndarray, channels: Sequence[int], pa
     rows = 1 if cols <= 4 else 2
     cols = -(-cols // rows)
     fig = Figure(figsize=(4.2 * cols, 3.2 * rows + 0.8), layout="constrained")
-    fig.suptitle(CAM_EXPLANATION, wrap=True, fontsize=9)
+    fig.suptitle(textwrap.fill(CAM_EXPLANATION, 45 * cols), fontsize=9)
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     axes[0].imshow(image)
     axes[0].set_title("the image")
