@@ -147,8 +147,8 @@ def predict_probs(
 
 
 STRIP_ELEMENTS = 1 << 20
-"""Float elements (4 MiB) of one strip of full-resolution probabilities in
-:func:`upsampled_argmax`."""
+"""Output pixels times classes of one strip of :func:`upsampled_argmax` (4 MiB of floats when
+every pixel of the strip is on a class boundary)."""
 
 
 def _axis_taps(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -163,25 +163,40 @@ def _axis_taps(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch
 def upsampled_argmax(probs: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """The argmax over classes of ``probs`` (B, K, h, w) bilinearly resized to ``size`` (H, W):
     (B, H, W) uint8 (int64 above 256 classes), the labels of ``F.interpolate(probs, size).argmax(1)``
-    built a strip of rows at a time, so that the resized probabilities never exist at once."""
+    without the resized probabilities ever existing.
+
+    An output pixel is a weighted mean of four input pixels; where those four share their argmax,
+    so does the mean (each class's lead over another is a mean of non-negative leads), and the
+    pixel takes it. Only the others, along class boundaries, are interpolated, a strip of rows
+    at a time.
+    """
     b, k, h, w = probs.shape
     height, width = int(size[0]), int(size[1])
     dtype = torch.uint8 if k <= 256 else torch.int64
+    low_res = probs.argmax(1).to(dtype)  # (B, h, w)
     if (h, w) == (height, width):
-        return probs.argmax(1).to(dtype)
+        return low_res
     rows, cols = _axis_taps(h, height), _axis_taps(w, width)
     c_low, c_high, c_weight = (t.to(probs.device) for t in cols)
     out = torch.empty((b, height, width), dtype=dtype, device=probs.device)
     step = max(1, STRIP_ELEMENTS // (b * k * width))
     for top in range(0, height, step):
         r_low, r_high, r_weight = (t[top : top + step].to(probs.device) for t in rows)
-        first, last = int(r_low[0]), int(r_high[-1])
-        band = probs[:, :, first : last + 1]  # the source rows this strip reads
-        band = torch.lerp(band[..., c_low], band[..., c_high], c_weight)  # (B, K, rows, W)
-        strip = torch.lerp(
-            band[:, :, r_low - first], band[:, :, r_high - first], r_weight[:, None]
-        )  # (B, K, step, W)
-        out[:, top : top + step] = strip.argmax(1).to(dtype)
+        upper, lower = low_res[:, r_low], low_res[:, r_high]  # (B, rows, w)
+        corners = upper[..., c_low], upper[..., c_high], lower[..., c_low], lower[..., c_high]
+        strip = corners[0].clone()  # (B, rows, W)
+        mixed = torch.zeros_like(strip, dtype=torch.bool)
+        for other in corners[1:]:
+            mixed |= other != corners[0]
+        bi, yi, xi = mixed.nonzero(as_tuple=True)  # boundary pixels: interpolate the classes
+        if len(bi):
+            ry, rx = r_weight[yi, None], c_weight[xi, None]
+            y0, y1, x0, x1 = r_low[yi], r_high[yi], c_low[xi], c_high[xi]
+            pick = probs.permute(0, 2, 3, 1)  # (B, h, w, K): a pixel's classes side by side
+            upper_mix = torch.lerp(pick[bi, y0, x0], pick[bi, y0, x1], rx)
+            lower_mix = torch.lerp(pick[bi, y1, x0], pick[bi, y1, x1], rx)
+            strip[bi, yi, xi] = torch.lerp(upper_mix, lower_mix, ry).argmax(1).to(dtype)
+        out[:, top : top + step] = strip
     return out
 
 
