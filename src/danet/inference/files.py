@@ -1,0 +1,289 @@
+"""``danet predict``: label, colour and overlay PNGs for image files, folders and videos.
+
+Folders are searched recursively and their layout is kept under ``out``; images keep their aspect
+ratio (:mod:`danet.model.segment`'s ``keep-aspect``); a file that cannot be read is reported on stderr
+and skipped unless ``strict``; label PNGs are palette images (indices that open in colour).
+
+Memory is bounded by a pixel budget (``max_pixels``, default ``danet.data.io.MAX_PIXELS``):
+images are decoded one at a time, an image or video frame larger than the budget is refused
+before it is decoded, and a batch holds at most ``batch_size`` images and at most the budget's
+worth of pixels, so large images go one at a time.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch.distributed as dist
+
+from danet.data import DataError, read_image
+from danet.data.io import IMAGE_EXTENSIONS, MAX_PIXELS, list_images
+from danet.deploy.backend import open_model
+from danet.inference.legend import add_legend, classes_by_area
+from danet.inference.render import (
+    class_names,
+    colorize,
+    model_palette,
+    overlay,
+    save_label_png,
+    save_png,
+)
+from danet.inference.video import (
+    VIDEO_EXTENSIONS,
+    frame_count,
+    video_fps,
+    video_frames,
+    write_overlay_video,
+)
+from danet.model.segment import predict_labels, small_image_warning
+from danet.options import LEGENDS, Backend, Legend, ResizeMode, check_choice
+from danet.utils.distributed import cleanup, init_distributed
+from danet.utils.progress import progress as progress_bar
+
+
+@dataclass(frozen=True)
+class Input:
+    """A file to segment and the output name it gets under ``out`` (its folder-relative path
+    without suffix, e.g. ``frankfurt/frankfurt_000000_000294_leftImg8bit``)."""
+
+    path: Path
+    name: Path
+
+    @property
+    def is_video(self) -> bool:
+        """Whether the file is read as a video (by its suffix)."""
+        return self.path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder)
+
+
+def collect_inputs(inputs: Sequence[str | Path], out: str | Path | None = None) -> list[Input]:
+    """Expand folders recursively to their images; check that every path exists and that no two
+    inputs would write the same output files.
+
+    A folder's images inside ``out`` (the output folder, ``predictions`` inside the input folder
+    by default) are left out, so that ``danet predict .`` run twice does not predict its own
+    output; a file named on its own is always taken."""
+    skip = Path(out).resolve() if out is not None else None
+    files: list[Input] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            images = list_images(path, recursive=True)
+            if skip is not None and not _inside(path, skip):
+                images = [p for p in images if not _inside(p, skip)]
+            if not images:
+                raise DataError(f"{path}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            files += [Input(p, p.relative_to(path).with_suffix("")) for p in images]
+        elif path.is_file():
+            files.append(Input(path, Path(path.stem)))
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    seen: dict[Path, Path] = {}
+    for item in files:
+        if item.name in seen:
+            raise ValueError(
+                f"{seen[item.name]} and {item.path} would write the same output files "
+                f"{item.name}_*.png"
+            )
+        seen[item.name] = item.path
+    return files
+
+
+Frame = tuple[str, np.ndarray]  # output name (relative, without suffix), RGB image
+
+
+def _frames(
+    files: Sequence[Input],
+    strict: bool,
+    skipped: list[DataError],
+    max_pixels: int | None = None,
+    rank: int = 0,
+    world: int = 1,
+) -> Iterator[Frame]:
+    """Decode inputs one at a time, as they are needed; report and skip unreadable ones. With
+    ``world`` > 1, only every world-th image or frame, from ``rank`` on."""
+    count = 0
+    for item in files:
+        try:
+            if item.is_video:
+                for index, frame in video_frames(item.path, max_pixels):
+                    if count % world == rank:
+                        yield f"{item.name}_{index:06d}", frame
+                    count += 1
+            else:
+                if count % world == rank:  # only this rank's images are decoded
+                    yield str(item.name), read_image(item.path, max_pixels)
+                count += 1
+        except DataError as err:
+            if strict:
+                raise
+            skipped.append(err)
+            if len(files) > 1 or count > 0:  # else it is the only error, raised at the end
+                print(f"danet: warning: skipped {err}", file=sys.stderr)
+
+
+def _batches(
+    frames: Iterator[Frame], batch_size: int, max_pixels: int | None = None
+) -> Iterator[list[Frame]]:
+    """Consecutive frames of the same size, at most ``batch_size`` of them and at most
+    ``max_pixels`` pixels in all (but always at least one frame)."""
+    budget = MAX_PIXELS if max_pixels is None else max_pixels
+    batch: list[Frame] = []
+    for name, image in frames:
+        pixels = image.shape[0] * image.shape[1]
+        if batch and (
+            len(batch) == batch_size
+            or image.shape != batch[0][1].shape
+            or (len(batch) + 1) * pixels > budget
+        ):
+            yield batch
+            batch = []
+        batch.append((name, image))
+    if batch:
+        yield batch
+
+
+def predict_paths(
+    checkpoint: str | Path,
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    sliding_window: bool = False,
+    batch_size: int = 4,
+    device: str = "cpu",
+    resize: ResizeMode | None = None,
+    input_size: Sequence[int] | None = None,
+    strict: bool = False,
+    legend: Legend = "color",
+    overlay_video: bool = False,
+    progress: bool = True,
+    max_pixels: int | None = None,
+    backend: str = "torch",
+    int8: bool = False,
+) -> list[Path]:
+    """Segment images, folders of images (recursively) and videos; write three PNGs per image.
+
+    For each input ``<name>`` (its path relative to the folder given, without suffix;
+    ``<video-stem>_<frame:06d>`` for video frames) ``out`` gets ``<name>_label.png`` (class
+    indices as a palette PNG, the input's size), ``<name>_color.png`` (the checkpoint's palette)
+    and ``<name>_overlay.png`` (the colours blended onto the image). ``legend`` adds the class
+    legend to the ``"color"`` images (default), the ``"overlay"`` ones, ``"both"`` or ``"none"``;
+    the image keeps its pixels at the top left. ``overlay_video`` also writes
+    ``<video-stem>_overlay.mp4`` per video. ``resize`` and ``input_size`` (default: the
+    checkpoint's) say how an image meets the model (:mod:`danet.model.segment`; by default
+    ``"keep-aspect"``, or ``"squash"`` for an ONNX file exported at a fixed size). Unreadable files
+    are reported on stderr and skipped, unless ``strict`` (when none can be read, the first
+    one's ``DataError`` is raised). Returns the written paths. Images
+    over ``max_pixels`` (default ``danet.data.io.MAX_PIXELS``) are refused (skipped unless
+    ``strict``), and batches hold at most that many pixels. ``backend``/``int8`` pick the
+    runtime (see :func:`danet.deploy.backend.open_model`). Under torch.distributed each rank
+    segments every world-th image or frame and returns the paths it wrote.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be at least 1")
+    check_choice("legend", legend, LEGENDS)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    if overlay_video and world > 1:
+        raise ValueError("--overlay-video needs one process: its frames would be split over ranks")
+    files = collect_inputs(inputs, out)
+    model = open_model(checkpoint, backend, int8, device)
+    if model.num_classes > 256:
+        raise ValueError(f"{checkpoint}: {model.num_classes} classes do not fit a uint8 label PNG")
+    if resize is None:
+        resize = "squash" if getattr(model, "fixed_size", False) else "keep-aspect"
+    palette = model_palette(model)
+    names = class_names(model)
+    input_size = input_size or model.config.get("input_size")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    total = sum(frame_count(item.path) if item.is_video else 1 for item in files)
+    written: list[Path] = []
+    skipped: list[DataError] = []
+    overlays: dict[str, Path] = {}
+    shard = len(range(rank, total, world))
+    with progress_bar(shard, "predict", unit="img", quiet=not progress) as bar:
+        frames = _frames(files, strict, skipped, max_pixels, rank, world)
+        for batch in _batches(frames, batch_size, max_pixels):
+            images = [image for _, image in batch]
+            labels = predict_labels(
+                model, images, scales, flip, sliding_window, input_size, resize, device
+            )  # (B, H, W) uint8
+            for (name, image), label in zip(batch, labels, strict=True):
+                message = small_image_warning(*image.shape[:2], input_size)
+                if message:
+                    print(f"danet: warning: {name}: {message}", file=sys.stderr)
+                stem = out / name
+                stem.parent.mkdir(parents=True, exist_ok=True)
+                written.append(
+                    save_label_png(label, palette, stem.with_name(f"{stem.name}_label.png"))
+                )
+                shown = classes_by_area(label, model.num_classes) if legend != "none" else []
+                # each picture is written and let go before the next: a photo's memory is a few
+                # copies of its pixels, not one per output
+                color = colorize(label, palette)
+                blended = overlay(image, color)
+                if legend in ("color", "both"):
+                    color = add_legend(color, shown, names, palette)
+                written.append(save_png(color, stem.with_name(f"{stem.name}_color.png")))
+                del color
+                if legend in ("overlay", "both"):
+                    blended = add_legend(blended, shown, names, palette)
+                written.append(save_png(blended, stem.with_name(f"{stem.name}_overlay.png")))
+                del blended
+                overlays[name] = written[-1]
+            bar.update(len(batch))
+    if overlay_video:
+        for item in files:
+            frames = [p for n, p in overlays.items() if n.rsplit("_", 1)[0] == str(item.name)]
+            if item.is_video and frames:
+                video = out / f"{item.name}_overlay.mp4"
+                written.append(write_overlay_video(frames, video, video_fps(item.path)))
+    if skipped and not written:  # nothing could be read: an error, as with --strict
+        if len(skipped) == 1:
+            raise skipped[0]
+        raise DataError(f"none of the {len(skipped)} inputs could be read (warnings above)")
+    if skipped:
+        print(f"danet: warning: skipped {len(skipped)} unreadable file(s)", file=sys.stderr)
+    return written
+
+
+def predict_command(
+    inputs: Sequence[str | Path],
+    checkpoint: str | Path,
+    out: str | Path,
+    resize: ResizeMode | None = None,
+    device: str = "cpu",
+    backend: Backend = "torch",
+    **options: Any,
+) -> list[Path]:
+    """``danet predict``: :func:`predict_paths`, a share of the inputs per rank under torchrun,
+    and a summary on stdout. ``resize`` defaults as in :func:`predict_paths`."""
+    rank, world, dev = init_distributed(device)
+    try:
+        written = predict_paths(
+            checkpoint,
+            inputs,
+            out,
+            device=str(dev),
+            resize=resize,
+            backend=backend,
+            **options,
+        )
+    finally:
+        cleanup()
+    where = f" (rank {rank} of {world})" if world > 1 else ""
+    pngs = [p for p in written if p.suffix == ".png"]
+    print(f"wrote {len(pngs) // 3} label/color/overlay PNG triples to {out}{where}")
+    for video in (p for p in written if p.suffix == ".mp4"):
+        print(f"wrote {video}")
+    return written
