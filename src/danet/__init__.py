@@ -10,6 +10,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from danet.assets import samples_dir
     from danet.model.attention import ChannelAttention, PositionAttention
     from danet.model.checkpoint import bundled_models
     from danet.model.danet import DANet, load, save_model
@@ -29,6 +30,7 @@ _EXPORTS = {
     "bundled_models": "danet.model.checkpoint",
     "load": "danet.model.danet",
     "save_model": "danet.model.danet",
+    "samples_dir": "danet.assets",
 }
 __all__ = [
     "BACKBONES",
@@ -40,6 +42,7 @@ __all__ = [
     "PositionAttention",
     "bundled_models",
     "load",
+    "samples_dir",
     "save_model",
 ]
 __version__ = "0.1.0"

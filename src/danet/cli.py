@@ -188,7 +188,11 @@ def _add_train(sub: argparse._SubParsersAction, recipe_name: str | None = None) 
     )
     recipe("--class-weighting", "class weights of the cross-entropy", choices=CLASS_WEIGHTINGS)
     recipe("--reach-radius", "the 'local' radius of the validation's PAM reach figures", type=int)
-    recipe("--precision", "bf16: bfloat16 autocast; auto: bf16 where native", choices=PRECISIONS)
+    recipe(
+        "--precision",
+        "bf16: bfloat16 autocast; auto: bf16 on CUDA where supported, else fp32",
+        choices=PRECISIONS,
+    )
     recipe("--grad-clip-norm", "clip the gradients' total norm to this", type=float)
     recipe("--attention-lr-mult", "extra lr factor on attention params", type=float)
     recipe("--attention-weight-decay", "weight decay of gamma and scale", type=float)

@@ -32,7 +32,7 @@ AffinityTarget = Literal["mass", "uniform"]
 ClassWeighting = Literal["none", "median_frequency"]
 """Class weights of the cross-entropies: none, or SegNet's median-frequency balancing."""
 Precision = Literal["fp32", "bf16", "auto"]
-"""Training arithmetic: float32, bfloat16 autocast, or bf16 where the device supports it."""
+"""Training arithmetic: float32, bfloat16 autocast, or ``auto``: bf16 on CUDA devices that have it."""
 
 ATTENTIONS: tuple[str, ...] = get_args(Attention)
 CAM_VARIANTS: tuple[str, ...] = get_args(CamVariant)

@@ -50,7 +50,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     """The autocast dtype of ``--precision`` on ``device``: ``None`` (float32) for ``"fp32"``,
     bfloat16 for ``"bf16"`` (a ValueError naming the alternative where the device lacks it).
     ``"auto"`` is bfloat16 on CUDA devices that support it and float32 elsewhere: on the CPU,
-    bf16 autocast training gave non-finite gradients (docs/training_speed.md)."""
+    bf16 autocast training gave non-finite gradients (results/README.md, "Training speed")."""
     if precision == "fp32":
         return None
     supported = bf16_supported(device)
