@@ -1,4 +1,5 @@
-"""The ``danet`` command: train | eval | predict | attention | export | demo | inspect | convert.
+"""The ``danet`` command: train | eval | predict | attention | export | demo | inspect | convert |
+explore.
 
 Each command parses its flags and calls one library function. Bad input ends with a one-line
 error that names the culprit and exit status 2 (``--debug`` shows the traceback). Building the
@@ -332,6 +333,29 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (1 to 65535)")
+    return value
+
+
+def _add_explore(sub: argparse._SubParsersAction) -> None:
+    p = _parser(
+        sub, "explore", "a local web page: click a pixel, see where it attends (danet[app])"
+    )
+    _add_checkpoint(p)
+    p.add_argument("--compare", help="a second checkpoint, shown side by side")
+    p.add_argument("--port", type=_port, default=7860, help="serve on 127.0.0.1:PORT")
+    p.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        default=None,
+        help=f"refuse larger uploads (default {MAX_PIXELS}, as danet predict)",
+    )
+    _add_device(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``danet`` command."""
     from danet import __version__
@@ -351,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         add(sub)
     _add_convert(sub)
+    _add_explore(sub)
     return parser
 
 
@@ -480,6 +505,16 @@ def run_convert(args: argparse.Namespace) -> None:
     print(report.summary())
 
 
+def run_explore(args: argparse.Namespace) -> None:
+    """``danet explore``: needs the optional Gradio (``pip install 'danet[app]'``)."""
+    from danet.app import require_gradio
+
+    require_gradio()
+    from danet.app.ui import serve
+
+    serve(args.checkpoint, args.compare, args.port, args.max_pixels, args.device)
+
+
 COMMANDS = {
     "train": run_train,
     "eval": run_eval,
@@ -489,6 +524,7 @@ COMMANDS = {
     "demo": run_demo,
     "inspect": run_inspect,
     "convert": run_convert,
+    "explore": run_explore,
 }
 
 
