@@ -8,6 +8,7 @@ with ``torch.load(weights_only=True)`` so that a crafted file cannot run code.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import shutil
@@ -20,10 +21,14 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
+from danet.config import check_input_size, short
+from danet.data.classes import MAX_CLASS_NAME
 from danet.model import DANet
 
 BUNDLED_DIR = Path(__file__).parent / "models"
 CONFIG_NAME, WEIGHTS_NAME, TRAIN_STATE_NAME = "config.json", "model.safetensors", "checkpoint.pt"
+MAX_JSON_BYTES = 16 << 20
+"""A danet JSON file (config.json, run_config.json) is far smaller; larger ones are refused."""
 
 
 def bundled_models() -> list[str]:
@@ -48,11 +53,11 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     on device", "Permission denied", ...), not the temp file.
     """
     path = Path(path)
-    tmp = None
+    tmp, fd = None, None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a live write: remove_stale_temp_files leaves it alone
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -60,7 +65,11 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
+        os.close(fd)
+        fd = None
     except BaseException as err:
+        if fd is not None:
+            os.close(fd)
         full = not isinstance(err, OSError) and tmp is not None and _disk_full(path.parent)
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
@@ -69,6 +78,100 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
         if full:  # a writer that hides the OSError (torch's zip writer, ONNX) on a full disk
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from err
         raise
+
+
+def remove_stale_temp_files(folder: str | Path, names: tuple[str, ...]) -> list[Path]:
+    """Delete the ``.<name>.*.tmp`` files of :func:`atomic_write` that killed commands left in
+    ``folder`` (``names`` may be glob patterns, ``*.png``). A live write's temp file is locked
+    and kept."""
+    removed = []
+    for name in names:
+        for path in Path(folder).glob(f".{name}.*.tmp"):
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # another process is writing it
+            else:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+            finally:
+                os.close(fd)
+    return removed
+
+
+def read_json(path: str | Path) -> Any:
+    """A small JSON file's data; a file that is too large, not UTF-8, not JSON or nested too
+    deeply is a one-line ValueError that names it."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise ValueError(f"{path}: {size} bytes; a danet JSON file is at most {MAX_JSON_BYTES}")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); expected JSON") from None
+    return parse_json(text, str(path))
+
+
+def parse_json(text: str, origin: str) -> Any:
+    """``json.loads(text)``, with errors as one-line ValueErrors naming ``origin``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{origin}: not valid JSON ({err})") from None
+    except RecursionError:
+        raise ValueError(f"{origin}: JSON nested too deeply to be a danet file") from None
+
+
+def _is_rgb(color: Any) -> bool:
+    return (
+        isinstance(color, (list, tuple))
+        and len(color) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in color)
+    )
+
+
+def check_metadata(config: dict[str, Any], num_classes: int, origin: str) -> None:
+    """Check a model's class names, palette and input size (from config.json or an ONNX file's
+    metadata) against its ``num_classes``; a bad one is a ValueError naming ``origin``."""
+    names = config.get("class_names")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"{origin}: class_names must be a list of strings, not {short(names)}")
+        if len(names) != num_classes:
+            raise ValueError(f"{origin}: {len(names)} class_names for {num_classes} classes")
+        for index, name in enumerate(names):
+            if len(name) > MAX_CLASS_NAME:
+                raise ValueError(
+                    f"{origin}: class name {index} is {len(name)} characters long "
+                    f"({short(name, 40)}); at most {MAX_CLASS_NAME}"
+                )
+    palette = config.get("palette")
+    if palette is not None:
+        bad = [c for c in palette if not _is_rgb(c)] if isinstance(palette, list) else [palette]
+        if bad:
+            raise ValueError(
+                f"{origin}: palette must be [R, G, B] colours of integers 0-255, not "
+                f"{short(bad[0])}"
+            )
+        if len(palette) != num_classes:
+            raise ValueError(f"{origin}: {len(palette)} palette colours for {num_classes} classes")
+    if config.get("input_size") is not None:
+        check_input_size(config["input_size"], f"{origin}: input_size")
+
+
+def check_finite(state: dict[str, torch.Tensor], origin: str | Path) -> None:
+    """Raise a ValueError naming ``origin`` and the tensor when a weight is NaN or infinite."""
+    for name, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(
+                f"{origin}: weight {name} holds NaN or infinite values; danet loads only finite "
+                "weights (was the model saved after its training diverged?)"
+            )
 
 
 def save_model(model: DANet, folder: str | Path, half: bool = False) -> Path:
@@ -152,6 +255,9 @@ def _build(
     """
     if not isinstance(config, dict):
         raise ValueError(f"{origin}: the model config is not a JSON object")
+    num_classes = config.get("num_classes")
+    if isinstance(num_classes, int) and not isinstance(num_classes, bool) and num_classes > 0:
+        check_metadata(config, num_classes, str(origin))
     args = {k: v for k, v in config.items() if k != "pretrained"}
     try:
         with torch.device("meta"):
@@ -183,6 +289,7 @@ def check_shapes(own: dict[str, Any], state: dict[str, Any], origin: str | Path)
 def load_weights(model: DANet, state: dict[str, torch.Tensor], origin: Path) -> DANet:
     """Load ``state`` into ``model`` strictly (a shape mismatch names the tensor); eval mode."""
     check_shapes(model.state_dict(), {k: v.shape for k, v in state.items()}, origin)
+    check_finite(state, origin)
     model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -279,13 +386,11 @@ def load(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> 
     if path.suffix == ".safetensors":
         config_path = path.with_name(CONFIG_NAME)
         try:
-            config = json.loads(config_path.read_text())
+            config = read_json(config_path)
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"{config_path}: missing (it goes beside {path.name})"
             ) from None
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{config_path}: not valid JSON ({err})") from None
         model = _build(config, _safetensors_shapes(path), config_path, path)
         model = load_weights(model, _load_safetensors(path), path)
     else:

@@ -23,6 +23,38 @@ CLASS_WEIGHTINGS = ("none", "median_frequency")
 """Class weights of the cross-entropies: none, or SegNet's median-frequency balancing."""
 PRECISIONS = ("fp32", "bf16", "auto")
 """Training arithmetic: float32, bfloat16 autocast, or bf16 where the device supports it."""
+MIN_INPUT_SIDE = 32
+"""The smallest side of an ``input_size`` (the backbone's stride-8 features are then 4x4)."""
+MAX_SIZE_PIXELS = 4096 * 4096
+"""The most pixels an ``input_size``, ``crop_size`` or ``base_size`` may have (as --max-pixels)."""
+MAX_SEED = 2**32 - 1
+INPUT_SIZE_RULE = (
+    f"H,W (or N): two integers >= {MIN_INPUT_SIDE}, at most {MAX_SIZE_PIXELS} pixels in all"
+)
+
+
+def input_size_ok(value: object) -> bool:
+    """Whether ``value`` is an [H, W] of integers within :data:`INPUT_SIZE_RULE`."""
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        and min(value) >= MIN_INPUT_SIDE
+        and value[0] * value[1] <= MAX_SIZE_PIXELS
+    )
+
+
+def check_input_size(value: object, label: str) -> list[int]:
+    """``value`` as [H, W], or a ValueError naming ``label`` that says what is accepted."""
+    if not input_size_ok(value):
+        raise ValueError(f"{label} must be {INPUT_SIZE_RULE}, not {short(value)}")
+    return [int(v) for v in value]  # type: ignore[union-attr]
+
+
+def short(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages about untrusted values."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text)} characters)"
 
 
 def bundled_configs() -> list[str]:
@@ -223,12 +255,16 @@ def _at_least(low: float) -> Callable[[Any], bool]:
     return ok
 
 
+def _size_bounded(low: int) -> Callable[[Any], bool]:
+    return lambda v: min(v) >= low and v[0] * v[1] <= MAX_SIZE_PIXELS
+
+
 def _positive(value: Any) -> bool:
     values = value if isinstance(value, list) else [value]
     return bool(values) and all(v > 0 for v in values)
 
 
-_SIZE = "an integer >= 1 or H,W (two integers >= 1)"
+_SIZE = f"an integer >= 1 or H,W (two integers >= 1), at most {MAX_SIZE_PIXELS} pixels in all"
 # field -> (convert, what it must be, range check)
 CHECKS: dict[str, tuple[Callable[[Any], Any], str, Callable[[Any], bool] | None]] = {
     "dataset": (_str, "a dataset name", None),
@@ -244,9 +280,9 @@ CHECKS: dict[str, tuple[Callable[[Any], Any], str, Callable[[Any], bool] | None]
     "pam_reduction": (_int, "an integer >= 1", _at_least(1)),
     "pam_scale": (_str, "one of none, learned", None),
     "aux_head": (_bool, "true or false", None),
-    "input_size": (_optional(_ints), _SIZE, _at_least(1)),
-    "crop_size": (_ints, _SIZE, _at_least(1)),
-    "base_size": (_optional(_ints), _SIZE, _at_least(1)),
+    "input_size": (_optional(_ints), INPUT_SIZE_RULE, _size_bounded(MIN_INPUT_SIDE)),
+    "crop_size": (_ints, _SIZE, _size_bounded(1)),
+    "base_size": (_optional(_ints), _SIZE, _size_bounded(1)),
     "scale_range": (
         _floats,
         "two numbers 0 < low <= high",
@@ -279,7 +315,7 @@ CHECKS: dict[str, tuple[Callable[[Any], Any], str, Callable[[Any], bool] | None]
     ),
     "reach_radius": (_int, "an integer >= 0 (feature pixels)", _at_least(0)),
     "loss_weights": (_weights, "a mapping of output names to numbers >= 0", None),
-    "seed": (_int, "an integer >= 0", _at_least(0)),
+    "seed": (_int, f"an integer from 0 to {MAX_SEED}", lambda v: 0 <= v <= MAX_SEED),
     "device": (_str, "auto, cpu, cuda or cuda:N", None),
     "amp": (_bool, "true or false", None),
     "precision": (_str, f"one of {', '.join(PRECISIONS)}", lambda v: v in PRECISIONS),
@@ -307,6 +343,6 @@ def check_values(values: dict[str, Any], origin: str = "config") -> dict[str, An
         if ok and name == "loss_weights":
             ok = all(w >= 0 for w in converted.values())
         if not ok:
-            raise ValueError(f"{_label(name, origin)} must be {expected}, not {value!r}")
+            raise ValueError(f"{_label(name, origin)} must be {expected}, not {short(value)}")
         checked[name] = converted
     return checked

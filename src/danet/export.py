@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from danet.attention import PositionAttention
-from danet.checkpoint import atomic_write, load
+from danet.checkpoint import atomic_write, load, remove_stale_temp_files
 from danet.model import DANet
 from danet.predict import model_palette
 
@@ -87,11 +87,13 @@ def export_onnx(
     model = model.eval()
     origin = "model" if isinstance(checkpoint, DANet) else str(checkpoint)  # for messages
     native = model.config.get("input_size") or (None, None)
-    height, width = height or native[0], width or native[1]
+    height = native[0] if height is None else height
+    width = native[1] if width is None else width
     if height is None or width is None:
         raise ValueError(f"{origin}: the checkpoint has no input_size; pass --height and --width")
     if height < 8 or width < 8:
         raise ValueError(f"height={height}, width={width}: both must be at least 8 pixels")
+    remove_stale_temp_files(Path(onnx_path).parent, (Path(onnx_path).name,))  # of killed exports
     if int8:
         from danet.quantize import calibration_size, default_calibration, quantize_int8
 

@@ -1,4 +1,4 @@
-"""A training run's folder: an exclusive lock, stale temp files, and the metrics log.
+"""A training run's folder: an exclusive lock and the metrics log.
 
 The log, ``metrics.jsonl``, gets one JSON object per line. A line is appended with one
 ``write`` on an ``O_APPEND`` descriptor and, if that fails (a full disk), the file is cut back to
@@ -50,19 +50,6 @@ def locked(run: str | Path) -> Iterator[Path]:
         yield run
     finally:
         os.close(fd)
-
-
-def remove_stale_temp_files(run: str | Path, names: tuple[str, ...]) -> list[Path]:
-    """Delete ``.<name>.*.tmp`` files that killed atomic writes of ``names`` left in ``run``.
-
-    Call it while holding :func:`locked`, so that no live write's temp file is taken.
-    """
-    removed = []
-    for name in names:
-        for path in Path(run).glob(f".{name}.*.tmp"):
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
 
 
 def append_row(path: str | Path, row: dict[str, Any]) -> None:

@@ -7,6 +7,8 @@ benchmark's ``color150``; VOC, PASCAL Context and COCO-Stuff use the PASCAL VOC 
 from __future__ import annotations
 
 Palette = tuple[tuple[int, int, int], ...]
+MAX_CLASS_NAME = 200
+"""The longest class name danet takes (characters), from a classes.txt or a model's metadata."""
 
 
 def color_map(n: int) -> Palette:
