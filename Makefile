@@ -51,6 +51,7 @@ demo: install
 	$(VENV)/bin/danet demo --out demo_out
 
 bench: install
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[bench]"
 	$(PY) benchmarks/attention.py
 
 clean:

@@ -175,6 +175,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     recipe("--backbone", f"any timm CNN; the usual: {', '.join(BACKBONES)}")
     recipe("--output-stride", "8 (the paper), 16 or 32", type=int)
     recipe("--pretrained", "'imagenet', a weight file, or 'none' for random init")
+    recipe("--init-weights", "start from this whole model (a bundled name or a model folder)")
     recipe("--attention", "attention modules", choices=ATTENTIONS)
     recipe("--cam-variant", "channel attention formula", choices=CAM_VARIANTS)
     recipe("--pam-reduction", "PAM query/key channel reduction", type=int)
@@ -193,6 +194,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     recipe("--class-weighting", "class weights of the cross-entropy", choices=CLASS_WEIGHTINGS)
     recipe("--reach-radius", "the 'local' radius of the validation's PAM reach figures", type=int)
     recipe("--precision", "bf16: bfloat16 autocast; auto: bf16 where native", choices=PRECISIONS)
+    recipe("--grad-clip-norm", "clip the gradients' total norm to this", type=float)
     recipe("--attention-lr-mult", "extra lr factor on attention params", type=float)
     recipe("--attention-weight-decay", "weight decay of gamma and scale", type=float)
     recipe("--aux-head", "FCN auxiliary head on c3", **switch)
@@ -208,7 +210,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     _add_device(p, default=None)
     recipe("--checkpoint-every", "steps between checkpoints", type=int)
     recipe("--eval-every", "steps between validations; 0: at the end", type=int)
-    recipe("--amp", "mixed precision on CUDA", **switch)
+    recipe("--amp", "float16 mixed precision on CUDA", **switch)
+    recipe("--channels-last", "NHWC model and batches", **switch)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument(
         "--overwrite",

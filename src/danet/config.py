@@ -89,6 +89,7 @@ class TrainConfig:
     backbone: str = "mobilenetv2_100"
     output_stride: int = 8
     pretrained: str | None = "imagenet"  # "imagenet", a weight file, or None for random init
+    init_weights: str | None = None  # a whole model (bundled name or folder) to start from
     attention: str = "both"
     cam_variant: str = "paper"
     pam_reduction: int = 8
@@ -111,6 +112,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     poly_power: float = 0.9
     warmup_iters: int = 0
+    grad_clip_norm: float | None = None  # clip the gradients' total norm to this (None: off)
     attention_lr_mult: float = 1.0  # extra lr factor on PAM/CAM's gamma, scale, query and key
     attention_weight_decay: float | None = None  # weight decay of gamma and scale (None: as all)
     affinity_queries: int = 1024  # query pixels per image sampled for the "affinity" loss
@@ -264,6 +266,10 @@ def _positive(value: Any) -> bool:
     return bool(values) and all(v > 0 for v in values)
 
 
+def _positive_or_none(value: Any) -> bool:
+    return value is None or value > 0
+
+
 _SIZE = f"an integer >= 1 or H,W (two integers >= 1), at most {MAX_SIZE_PIXELS} pixels in all"
 # field -> (convert, what it must be, range check)
 CHECKS: dict[str, tuple[Callable[[Any], Any], str, Callable[[Any], bool] | None]] = {
@@ -275,6 +281,7 @@ CHECKS: dict[str, tuple[Callable[[Any], Any], str, Callable[[Any], bool] | None]
     "backbone": (_str, "a timm model name", None),
     "output_stride": (_int, "one of 8, 16, 32", lambda v: v in (8, 16, 32)),
     "pretrained": (_pretrained, "'imagenet', a weight file or 'none'", None),
+    "init_weights": (_optional(_str), "a bundled model's name or a model folder", None),
     "attention": (_str, "one of both, pam, cam, none", None),
     "cam_variant": (_str, "one of paper, original", None),
     "pam_reduction": (_int, "an integer >= 1", _at_least(1)),
@@ -299,6 +306,7 @@ CHECKS: dict[str, tuple[Callable[[Any], Any], str, Callable[[Any], bool] | None]
     "weight_decay": (_float, "a number >= 0", _at_least(0)),
     "poly_power": (_float, "a number >= 0", _at_least(0)),
     "warmup_iters": (_int, "an integer >= 0", _at_least(0)),
+    "grad_clip_norm": (_optional(_float), "a number > 0 or none", _positive_or_none),
     "attention_lr_mult": (_float, "a number >= 0", _at_least(0)),
     "attention_weight_decay": (_optional(_float), "a number >= 0", _at_least(0)),
     "affinity_queries": (_int, "an integer >= 1", _at_least(1)),

@@ -48,13 +48,14 @@ def bf16_supported(device: torch.device) -> bool:
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of ``--precision`` on ``device``: ``None`` (float32) for ``"fp32"``,
-    bfloat16 for ``"bf16"`` (a ValueError naming the alternative where the device lacks it), and
-    for ``"auto"`` bfloat16 where the device supports it natively, else float32."""
+    bfloat16 for ``"bf16"`` (a ValueError naming the alternative where the device lacks it).
+    ``"auto"`` is bfloat16 on CUDA devices that support it and float32 elsewhere: on the CPU,
+    bf16 autocast training gave non-finite gradients (docs/training_speed.md)."""
     if precision == "fp32":
         return None
     supported = bf16_supported(device)
     if precision == "auto":
-        return torch.bfloat16 if supported else None
+        return torch.bfloat16 if supported and device.type == "cuda" else None
     if precision != "bf16":
         raise ValueError(f"--precision {precision!r}: use fp32, bf16 or auto")
     if not supported:

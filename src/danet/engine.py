@@ -26,7 +26,9 @@ from danet.checkpoint import (
     TRAIN_STATE_NAME,
     WEIGHTS_NAME,
     atomic_write,
+    load,
     load_training_state,
+    load_weights,
     remove_stale_temp_files,
     save_model,
     save_training_state,
@@ -197,6 +199,22 @@ def build_model(cfg: TrainConfig, dataset: SegmentationDataset, pretrained: bool
         input_size=cfg.input_size,
         **dataset.meta(),
     )
+
+
+def init_from(model: DANet, source: str) -> None:
+    """Copy the weights of the model ``source`` (what :func:`danet.checkpoint.load` reads) into
+    ``model``; both must have the same tensors and shapes (a mismatch names them)."""
+    donor = load(source)
+    ours, theirs = model.state_dict(), donor.state_dict()
+    missing, extra = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+    if missing or extra:
+        raise ValueError(
+            f"--init-weights {source}: its model does not match the recipe's (missing "
+            f"{missing[:3]}, unexpected {extra[:3]}); give the same backbone, attention and "
+            "pam_scale as it has"
+        )
+    load_weights(model, theirs, Path(str(source)))
+    model.train()
 
 
 def _param_groups(model: DANet, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -390,6 +408,11 @@ def train(
             state = load_training_state(state_path)
             cfg = resumed_config(state.get("run_config"), changes or {}, state_path)
         elif main:
+            if overwrite and cfg.init_weights and Path(cfg.init_weights).resolve() == run.resolve():
+                raise ValueError(
+                    f"--init-weights {cfg.init_weights} is the --out folder that --overwrite "
+                    "would clear; copy the model elsewhere, or choose another --out"
+                )
             _check_out(run, overwrite)
         rank, world, device = init_distributed(cfg.device)
         try:
@@ -424,9 +447,10 @@ def _train(
     dataset = build_dataset(cfg.dataset, cfg.data_root, cfg.train_split)
     val_set = build_dataset(cfg.dataset, cfg.data_root, cfg.val_split) if cfg.val_split else None
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = build_model(cfg, dataset, pretrained=state is None).to(
-        device, memory_format=memory_format
-    )
+    model = build_model(cfg, dataset, pretrained=state is None and cfg.init_weights is None)
+    if state is None and cfg.init_weights is not None:
+        init_from(model, cfg.init_weights)
+    model = model.to(device, memory_format=memory_format)
     class_weights = None
     if cfg.class_weighting == "median_frequency":
         class_weights = torch.from_numpy(median_frequency_weights(dataset)).to(device)
@@ -577,12 +601,25 @@ def _train(
             )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        max_norm = cfg.grad_clip_norm if cfg.grad_clip_norm is not None else math.inf
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
+        if not math.isfinite(grad_norm) and not amp:  # under float16 the scaler skips the step
+            bad = [n for n, p in model.named_parameters()
+                   if p.grad is not None and not torch.isfinite(p.grad).all()]  # fmt: skip
+            raise TrainingDiverged(
+                f"the gradient norm is {grad_norm} at step {step + 1} (the loss was "
+                f"{loss.item():.4f}; first non-finite gradient: {bad[0] if bad else '?'}, "
+                f"{len(bad)} tensors in all); stopped, and the last good checkpoint "
+                f"{run / TRAIN_STATE_NAME} is kept"
+            )
         scaler.step(optimizer)
         scaler.update()
         done = step + 1
         if main:
             toc = time.perf_counter()
-            _log(run, {"step": done, "loss": loss.item(), **parts, "lr": lr, "sec": toc - tic})
+            row = {"step": done, "loss": loss.item(), **parts, "grad_norm": grad_norm}
+            _log(run, {**row, "lr": lr, "sec": toc - tic})
             tic = toc
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
             bar.update(1)
