@@ -51,7 +51,7 @@ def check_input_size(value: object, label: str) -> list[int]:
     return [int(v) for v in value]  # type: ignore[union-attr]
 
 
-def short(value: object, limit: int = 60) -> str:
+def short(value: object, limit: int = 200) -> str:
     """``repr(value)`` cut to ``limit`` characters, for messages about untrusted values."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text)} characters)"
