@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from peak_memory import peak_rise
 
-from danet.efficient_attention import blocked_attention, fits_one_block, naive_attention
+from danet.model.efficient_attention import blocked_attention, fits_one_block, naive_attention
 
 RESULTS = Path(__file__).parent / "results"
 THREADS = 2

@@ -28,7 +28,7 @@ import torch
 from peak_memory import peak_rise
 
 from danet import DANet, PositionAttention
-from danet.efficient_attention import fits_one_block
+from danet.model.efficient_attention import fits_one_block
 
 RESULTS = Path(__file__).parent / "results"
 THREADS = 2

@@ -32,8 +32,8 @@ import torch
 from peak_memory import proc_mib
 
 import danet
-from danet.export import export_onnx
-from danet.quantize import SAMPLES_DIR
+from danet.assets import SAMPLES_DIR
+from danet.deploy.export import export_onnx
 
 RESULTS = Path(__file__).parent / "results"
 BACKENDS = ("eager", "channels_last", "compile", "ort fp32", "ort int8")
@@ -45,7 +45,7 @@ CALIBRATION = sorted((SAMPLES_DIR / "camvid" / "val").iterdir())[:2]  # timing o
 def load_runner(backend: str, source: str, threads: int) -> torch.nn.Module:
     """The model that ``backend`` runs: a DANet (eager, channels_last, compiled) or an OnnxModel."""
     if backend.startswith("ort"):
-        from danet.onnx_runtime import OnnxModel
+        from danet.deploy.onnx_runtime import OnnxModel
 
         return OnnxModel(source, threads=threads)
     model = danet.load(source)

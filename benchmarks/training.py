@@ -30,7 +30,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from danet.config import TrainConfig, resolve_config
+from danet.assets import resolve_config
+from danet.training.config import TrainConfig
 
 RESULTS = Path(__file__).parent / "results"
 SAMPLES = Path(__file__).parents[1] / "src" / "danet" / "samples" / "camvid"
@@ -74,7 +75,7 @@ def run_peer(args: argparse.Namespace) -> list[float]:
     code = f"""
 import json, time, torch, segmentation_models_pytorch as smp
 from torch.utils.data import DataLoader
-from danet.config import TrainConfig
+from danet.training.config import TrainConfig
 from danet.data import build_dataset
 from danet.data.transforms import Augmented, train_transform
 torch.manual_seed(0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 import danet
-from danet.checkpoint import BUNDLED_DIR
+from danet.assets import MODELS_DIR as BUNDLED_DIR
 
 
 def main(run: str, name: str) -> None:

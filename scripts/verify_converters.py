@@ -233,7 +233,9 @@ def verify_mmseg(tmp: Path, write_layouts: bool) -> bool:
             small.decode_head.pam_conv_seg = nn.Conv2d(512, 3, 1)
             small.decode_head.cam_conv_seg = nn.Conv2d(512, 3, 1)
             small.auxiliary_head.conv_seg = nn.Conv2d(256, 3, 1)
-            write_layout(small.state_dict(), ROOT / "tests" / "data" / "mmseg_danet_r50_keys.txt")
+            write_layout(
+                small.state_dict(), ROOT / "tests" / "convert" / "keys" / "mmseg_danet_r50_keys.txt"
+            )
     return ok
 
 
@@ -340,7 +342,8 @@ def verify_authors(src: Path, tmp: Path, write_layouts: bool) -> bool:
         if write_layouts and backbone == "resnet50":
             small = authors_model(DANet, 3, backbone)
             write_layout(
-                small.state_dict(), ROOT / "tests" / "data" / "original_danet_r50_keys.txt"
+                small.state_dict(),
+                ROOT / "tests" / "convert" / "keys" / "original_danet_r50_keys.txt",
             )
     return ok
 
@@ -366,7 +369,9 @@ def verify_refusal(tmp: Path) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--authors-src", type=Path, required=True, help="junfu1115/DANet checkout")
-    parser.add_argument("--write-layouts", action="store_true", help="rewrite tests/data/*.txt")
+    parser.add_argument(
+        "--write-layouts", action="store_true", help="rewrite tests/convert/keys/*.txt"
+    )
     parser.add_argument("--only", choices=("mmseg", "authors"), help="run one half")
     args = parser.parse_args()
     torch.manual_seed(0)

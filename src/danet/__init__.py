@@ -10,24 +10,27 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from danet.attention import ChannelAttention, PositionAttention
-    from danet.checkpoint import bundled_models, load, save_model
-    from danet.head import DAHead
-    from danet.losses import DANetLoss
-    from danet.metrics import ConfusionMatrix
-    from danet.model import BACKBONES, DANet
+    from danet.assets import samples_dir
+    from danet.model.attention import ChannelAttention, PositionAttention
+    from danet.model.checkpoint import bundled_models
+    from danet.model.danet import DANet, load, save_model
+    from danet.model.head import DAHead
+    from danet.options import BACKBONES
+    from danet.training.losses import DANetLoss
+    from danet.training.metrics import ConfusionMatrix
 
 _EXPORTS = {
-    "BACKBONES": "danet.model",
-    "ChannelAttention": "danet.attention",
-    "ConfusionMatrix": "danet.metrics",
-    "DAHead": "danet.head",
-    "DANet": "danet.model",
-    "DANetLoss": "danet.losses",
-    "PositionAttention": "danet.attention",
-    "bundled_models": "danet.checkpoint",
-    "load": "danet.checkpoint",
-    "save_model": "danet.checkpoint",
+    "BACKBONES": "danet.options",
+    "ChannelAttention": "danet.model.attention",
+    "ConfusionMatrix": "danet.training.metrics",
+    "DAHead": "danet.model.head",
+    "DANet": "danet.model.danet",
+    "DANetLoss": "danet.training.losses",
+    "PositionAttention": "danet.model.attention",
+    "bundled_models": "danet.model.checkpoint",
+    "load": "danet.model.danet",
+    "save_model": "danet.model.danet",
+    "samples_dir": "danet.assets",
 }
 __all__ = [
     "BACKBONES",
@@ -39,6 +42,7 @@ __all__ = [
     "PositionAttention",
     "bundled_models",
     "load",
+    "samples_dir",
     "save_model",
 ]
 __version__ = "0.1.0"

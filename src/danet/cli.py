@@ -1,13 +1,14 @@
-"""The ``danet`` command: train | eval | predict | attention | export | demo | convert.
+"""The ``danet`` command: train | eval | predict | attention | export | demo | inspect | convert.
 
-Bad input ends with a one-line error that names the culprit and exit status 2 (``--debug`` shows
-the traceback).
+Each command parses its flags and calls one library function. Bad input ends with a one-line
+error that names the culprit and exit status 2 (``--debug`` shows the traceback). Building the
+parser loads no torch: the choices come from :mod:`danet.options` and the other light modules,
+and each command imports what it runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import signal
@@ -16,11 +17,28 @@ import threading
 from pathlib import Path
 from typing import Any, NoReturn
 
-from danet.writable import check_writable_dir, check_writable_file
+from danet.assets import bundled_configs
+from danet.data import DATASETS
+from danet.data.io import MAX_PIXELS
+from danet.options import (
+    AFFINITY_TARGETS,
+    ATTENTIONS,
+    BACKBONES,
+    BACKENDS,
+    CAM_VARIANTS,
+    CLASS_WEIGHTINGS,
+    LEGENDS,
+    PAM_SCALES,
+    PRECISIONS,
+    RESIZE_MODES,
+)
+from danet.training.config import TrainConfig
+from danet.utils.atomic import remove_stale_temp_files
+from danet.utils.bounds import INPUT_SIZE_RULE, MIN_INPUT_SIDE, input_size_ok
+from danet.utils.writable import check_writable_dir, check_writable_file
 
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError)
 DEFAULT_CHECKPOINT = "camvid"  # the bundled model: the same default in every command
-MAX_PIXELS = 4096 * 4096  # danet.data.io.MAX_PIXELS, without importing torch for --help
 
 
 def _size(text: str) -> list[int]:
@@ -35,9 +53,7 @@ def _size(text: str) -> list[int]:
 
 
 def _input_size(text: str) -> list[int]:
-    """A model's input size: H,W (or N) within danet.config.INPUT_SIZE_RULE."""
-    from danet.config import INPUT_SIZE_RULE, input_size_ok
-
+    """A model's input size: H,W (or N) within danet.utils.bounds.INPUT_SIZE_RULE."""
     size = _size(text)
     if not input_size_ok(size):
         raise argparse.ArgumentTypeError(f"{text!r}: give {INPUT_SIZE_RULE}")
@@ -46,8 +62,6 @@ def _input_size(text: str) -> list[int]:
 
 def _side(text: str) -> int:
     """One side of an input size (export's --height/--width)."""
-    from danet.config import MIN_INPUT_SIDE
-
     value = int(text)
     if value < MIN_INPUT_SIDE:
         raise argparse.ArgumentTypeError(f"{value} must be at least {MIN_INPUT_SIDE}")
@@ -142,18 +156,6 @@ def _add_inference(p: argparse.ArgumentParser) -> None:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from danet.attention import CAM_VARIANTS
-    from danet.config import (
-        AFFINITY_TARGETS,
-        CLASS_WEIGHTINGS,
-        PRECISIONS,
-        TrainConfig,
-        bundled_configs,
-    )
-    from danet.data import DATASETS
-    from danet.head import ATTENTIONS
-    from danet.model import BACKBONES
-
     d = TrainConfig()
     p = _parser(sub, "train", "train DANet with the paper's recipe; flags override --config")
 
@@ -179,7 +181,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     recipe("--attention", "attention modules", choices=ATTENTIONS)
     recipe("--cam-variant", "channel attention formula", choices=CAM_VARIANTS)
     recipe("--pam-reduction", "PAM query/key channel reduction", type=int)
-    recipe("--pam-scale", "learned: softmax(s Q^T K), s learnt", choices=("none", "learned"))
+    recipe("--pam-scale", "learned: softmax(s Q^T K), s learnt", choices=PAM_SCALES)
     p.add_argument("--affinity-weight", type=float, help="weight of the PAM affinity loss (0: off)")
     recipe(
         "--affinity-target",
@@ -224,7 +226,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _add_backend(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backend",
-        choices=("torch", "onnxruntime"),
+        choices=BACKENDS,
         default="torch",
         help="run the model in PyTorch, or export it to ONNX and run it in onnxruntime",
     )
@@ -232,8 +234,6 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    from danet.data import DATASETS
-
     p = _parser(sub, "eval", "mIoU of a checkpoint on a dataset split")
     _add_checkpoint(p)
     p.add_argument(
@@ -254,9 +254,6 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    from danet.inference import RESIZE_MODES
-    from danet.predict import LEGENDS
-
     p = _parser(sub, "predict", "label, colour and overlay PNGs for images/folders/videos")
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively), videos")
     _add_checkpoint(p)
@@ -391,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
 def say_device(name: str, quiet: bool = False) -> str:
     """Resolve ``--device`` (``auto``: CUDA when available, else the CPU) and say on stdout which
     one is used (stderr stays for errors and progress)."""
-    from danet.device import resolve_device
+    from danet.utils.device import resolve_device
 
     device = str(resolve_device(name))
     if not quiet:
@@ -401,226 +398,80 @@ def say_device(name: str, quiet: bool = False) -> str:
 
 def run_train(args: argparse.Namespace) -> None:
     """``danet train``: merge defaults, --config and flags, then train."""
-    from danet.config import TrainConfig
-    from danet.engine import train
+    from danet.training.config import recipe_from_flags
+    from danet.training.loop import train
 
-    cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
     skip = {"config", "resume", "command", "debug", "quiet", "overwrite"}
-    overrides = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
-    if "affinity_weight" in overrides:
-        overrides["loss_weights"] = {"affinity": overrides.pop("affinity_weight")}
-    cfg = cfg.merge(overrides, origin="command line")
-    if not args.resume and not cfg.data_root:
-        raise ValueError("--data-root is required")
+    flags = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
+    cfg, given = recipe_from_flags(args.config, flags, args.resume)
     if not args.resume:
         say_device(cfg.device, args.quiet)
-    # with --resume, every value given (flags, and the whole recipe of a --config) is checked
-    # against the saved run: equal is fine, a change it cannot honour is an error
-    given = cfg.to_dict() if args.config else {k: getattr(cfg, k) for k in overrides}
     if args.resume and args.overwrite:
         raise ValueError("--resume continues the run in --out, --overwrite starts anew: give one")
     metrics = train(
-        cfg,
-        resume=args.resume,
-        changes=given if args.resume else None,
-        quiet=args.quiet,
-        overwrite=args.overwrite,
+        cfg, resume=args.resume, changes=given, quiet=args.quiet, overwrite=args.overwrite
     )
     if metrics:
         print(f"val mIoU {100 * metrics['miou']:.2f}%  pixel acc {100 * metrics['pixel_acc']:.2f}%")
 
 
-def run_settings(checkpoint: str | Path) -> dict[str, Any]:
-    """The training run's config (``run_config.json`` beside the checkpoint), or {} if none."""
-    from danet.checkpoint import read_json, resolve
-
-    path = resolve(checkpoint)
-    config = (path if path.is_dir() else path.parent) / "run_config.json"
-    if not config.is_file():
-        return {}
-    data = read_json(config)
-    return data if isinstance(data, dict) else {}
-
-
-def format_table(metrics: dict[str, Any], class_names: list[str]) -> str:
-    """The per-class IoU table that ``danet eval`` prints."""
-    width = max(len(n) for n in [*class_names, "mean"])
-    lines = [f"{'class':<{width}}  IoU (%)"]
-    for name, iou in zip(class_names, metrics["per_class_iou"], strict=True):
-        lines.append(f"{name:<{width}}  {100 * iou:7.2f}")
-    lines.append(f"{'mean':<{width}}  {100 * metrics['miou']:7.2f}")
-    lines.append(f"pixel accuracy {100 * metrics['pixel_acc']:.2f}%")
-    return "\n".join(lines)
-
-
-def check_classes(model: Any, dataset: Any, checkpoint: str, dataset_name: str) -> None:
-    """Raise a ValueError naming both when the model's class count is not the dataset's."""
-    if model.num_classes != dataset.num_classes:
-        raise ValueError(
-            f"{checkpoint}: checkpoint has {model.num_classes} classes but dataset "
-            f"{dataset_name} has {dataset.num_classes}"
-        )
-
-
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
-    """``danet eval``: per-class table on stdout, JSON with the settings used.
-
-    The dataset, data root and split default to the training run's (``run_config.json``).
-    Under torchrun each rank evaluates a share of the images; rank 0 prints and writes the result.
-    """
-    from danet.checkpoint import atomic_write, remove_stale_temp_files
-    from danet.data import build_dataset
-    from danet.distributed import cleanup, init_distributed, is_main
-    from danet.engine import evaluate
-    from danet.onnx_runtime import load_model
+    """``danet eval``: per-class table on stdout, JSON with the settings used."""
+    from danet.training.evaluate import evaluate_checkpoint
 
     if args.json:
         check_writable_file(args.json)  # before the evaluation is spent
         remove_stale_temp_files(Path(args.json).parent, (Path(args.json).name,))
-    if args.diagnostics and args.backend != "torch":
-        raise ValueError("--diagnostics needs --backend torch (it hooks the attention modules)")
-    run = run_settings(args.checkpoint)
-    dataset_name = args.dataset or run.get("dataset")
-    data_root = args.data_root or run.get("data_root")
-    split = args.split or run.get("val_split") or "val"
-    for flag, value in (("--dataset", dataset_name), ("--data-root", data_root)):
-        if not value:
-            raise ValueError(
-                f"{flag} is required: {args.checkpoint} has no run_config.json to take it from"
-            )
-    _, _, device = init_distributed(args.device)
-    try:
-        model = load_model(args.checkpoint, args.backend, args.int8, str(device))
-        dataset = build_dataset(dataset_name, data_root, split)
-        check_classes(model, dataset, args.checkpoint, dataset_name)
-        if not args.quiet and is_main():
-            print(f"dataset: {dataset_name} {split} ({len(dataset)} images in {data_root})")
-        metrics = evaluate(
-            model,
-            dataset,
-            args.scales,
-            args.flip,
-            args.sliding_window,
-            device,
-            progress=not args.quiet,
-            diagnostics=args.diagnostics,
-        )
-        main_rank = is_main()
-    finally:
-        cleanup()
-    names = list(dataset.class_names)
-    result = {
-        **metrics,
-        "class_names": names,
-        "checkpoint": str(args.checkpoint),
-        "backend": args.backend + (" int8" if args.int8 else ""),
-        "dataset": dataset_name,
-        "data_root": str(data_root),
-        "split": split,
-        "images": len(dataset),
-        "scales": args.scales,
-        "flip": args.flip,
-        "sliding_window": args.sliding_window,
-        "input_size": model.config.get("input_size"),
-    }
-    if main_rank:
-        print(format_table(metrics, names))
-    if args.json and main_rank:
-        text = json.dumps(result, indent=2)
-        atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))
-    return result
+    return evaluate_checkpoint(
+        args.checkpoint,
+        args.dataset,
+        args.data_root,
+        args.split,
+        scales=args.scales,
+        flip=args.flip,
+        sliding_window=args.sliding_window,
+        device=args.device,
+        backend=args.backend,
+        int8=args.int8,
+        diagnostics=args.diagnostics,
+        json_path=args.json,
+        quiet=args.quiet,
+    )
 
 
 def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
     """``danet inspect``: the attention diagnostics (and mIoU) of a checkpoint on a split."""
-    import danet
-    from danet.checkpoint import atomic_write, remove_stale_temp_files
-    from danet.data import build_dataset
-    from danet.engine import evaluate
+    from danet.training.evaluate import inspect_checkpoint
 
     if args.json:
         check_writable_file(args.json)  # before the evaluation is spent
         remove_stale_temp_files(Path(args.json).parent, (Path(args.json).name,))
-    model = danet.load(args.checkpoint, map_location=args.device)
-    dataset = build_dataset(args.dataset, args.data_root, args.split)
-    check_classes(model, dataset, args.checkpoint, args.dataset)
-    if args.max_images is not None:
-        if args.max_images < 1:
-            raise ValueError(f"--max-images {args.max_images} must be at least 1")
-        dataset.pairs = dataset.pairs[: args.max_images]
-    if args.reach_radius < 0:
-        raise ValueError(f"--reach-radius {args.reach_radius} must be an integer >= 0")
-    metrics = evaluate(
-        model, dataset, device=args.device, diagnostics=True, reach_radius=args.reach_radius
+    return inspect_checkpoint(
+        args.checkpoint,
+        args.dataset,
+        args.data_root,
+        args.split,
+        max_images=args.max_images,
+        device=args.device,
+        json_path=args.json,
+        reach_radius=args.reach_radius,
     )
-    result = {
-        **metrics["attention"],
-        "miou": metrics["miou"],
-        "pixel_acc": metrics["pixel_acc"],
-        "checkpoint": str(args.checkpoint),
-        "dataset": args.dataset,
-        "split": args.split,
-        "images": len(dataset),
-        "input_size": model.config.get("input_size"),
-        "reach_radius": args.reach_radius,
-    }
-    width = max(len(k) for k in metrics["attention"])
-    for key, value in metrics["attention"].items():
-        print(f"{key:<{width}}  {value:.4f}")
-    print(f"{'miou':<{width}}  {metrics['miou']:.4f}")
-    if args.json:
-        text = json.dumps(result, indent=2)
-        atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))
-    return result
 
 
 def run_predict(args: argparse.Namespace) -> None:
     """``danet predict``."""
-    from danet.distributed import cleanup, init_distributed
-    from danet.predict import predict_paths
+    from danet.inference.files import predict_command
 
     check_writable_dir(args.out)
-    rank, world, device = init_distributed(args.device)  # under torchrun: a share per rank
-    try:
-        written = predict_paths(
-            args.checkpoint,
-            args.inputs,
-            args.out,
-            scales=args.scales,
-            flip=args.flip,
-            sliding_window=args.sliding_window,
-            batch_size=args.batch_size,
-            device=str(device),
-            resize=args.resize or ("squash" if args.backend == "onnxruntime" else "keep-aspect"),
-            input_size=args.input_size,
-            strict=args.strict,
-            legend=args.legend,
-            overlay_video=args.overlay_video,
-            progress=not args.quiet,
-            max_pixels=args.max_pixels,
-            backend=args.backend,
-            int8=args.int8,
-        )
-    finally:
-        cleanup()
-    where = f" (rank {rank} of {world})" if world > 1 else ""
-    pngs = [p for p in written if p.suffix == ".png"]
-    print(f"wrote {len(pngs) // 3} label/color/overlay PNG triples to {args.out}{where}")
-    for video in (p for p in written if p.suffix == ".mp4"):
-        print(f"wrote {video}")
+    options = {k: v for k, v in vars(args).items() if k not in {"command", "debug", "quiet"}}
+    predict_command(**options, progress=not args.quiet)
 
 
 def run_attention(args: argparse.Namespace) -> None:
     """``danet attention``."""
-    from danet.visualize import attention_figures
+    from danet.analysis.attention_maps import attention_figures, parse_points
 
-    points = []
-    for text in args.points:
-        try:
-            x, y = (int(v) for v in text.split(","))
-        except ValueError:
-            raise ValueError(f"--points: {text!r} is not x,y") from None
-        points.append((x, y))
+    points = parse_points(args.points)
     check_writable_dir(args.out)
     written = attention_figures(
         args.checkpoint, args.image, points, args.out, args.channels, args.device
@@ -630,7 +481,7 @@ def run_attention(args: argparse.Namespace) -> None:
 
 def run_export(args: argparse.Namespace) -> None:
     """``danet export``."""
-    from danet.export import export_onnx
+    from danet.deploy.export import export_onnx
 
     check_writable_file(args.onnx)
     height, width = args.input_size or (args.height, args.width)
@@ -675,13 +526,7 @@ def run_convert(args: argparse.Namespace) -> None:
         args.align_corners,
         overwrite=args.overwrite,
     )
-    config = report.config
-    names = "named" if config.get("class_names") else "unnamed: --dataset names them"
-    dropped = ", ".join(f"{k} ({n} tensors)" if n else k for k, n in report.dropped.items())
-    print(
-        f"{report.format}: {config['backbone']} DANet, {config['num_classes']} classes ({names}); "
-        f"{report.tensors} tensors loaded, dropped {dropped or 'nothing'}\nwrote {report.folder}"
-    )
+    print(report.summary())
 
 
 COMMANDS = {
@@ -719,9 +564,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    # OpenMP threads that spin while waiting make a CPU run 10-30x slower as soon as another
-    # process wants the same cores (measured: 9 s instead of 0.3 s a step); waiting passively
-    # costs little. Set here, before torch loads, because the process is ours (not on import).
+    # OpenMP threads that spin while waiting slow a CPU run down many times as soon as another
+    # process wants the same cores; waiting passively costs little. Set here, before torch
+    # loads, because the process is ours (not on import).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     own_signals = threading.current_thread() is threading.main_thread()

@@ -1,8 +1,8 @@
 """``danet demo``: predictions, attention figures and mIoU on the CamVid samples in the package.
 
-It uses the bundled ``camvid`` model. Until that model ships, the demo trains a tiny one itself,
-for about a minute on the CPU, on the six sample images, and says so: its mIoU, measured on the
-images it was trained on, only shows that the pipeline runs end to end.
+It uses the bundled ``camvid`` model. An installation without it (a package built without its
+model files) trains a tiny one on the six sample images instead, and says so: that model's mIoU,
+measured on the images it was trained on, only shows that the pipeline runs end to end.
 """
 
 from __future__ import annotations
@@ -10,14 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from danet.checkpoint import TRAIN_STATE_NAME, bundled_models, load
-from danet.config import TrainConfig
+from danet import assets
+from danet.analysis.attention_maps import attention_figures
 from danet.data import build_dataset
-from danet.engine import evaluate, train
-from danet.predict import predict_paths
-from danet.visualize import attention_figures
+from danet.inference.files import predict_paths
+from danet.model.checkpoint import TRAIN_STATE_NAME, bundled_models
+from danet.model.danet import load
+from danet.training.config import TrainConfig
+from danet.training.evaluate import evaluate
+from danet.training.loop import train
 
-SAMPLES_DIR = Path(__file__).parent / "samples" / "camvid"
+SAMPLES_DIR = assets.samples_dir("camvid")
 """Six frames of CamVid's val sequence 0016E5 in the SegNet layout (``val/``, ``valannot/``)."""
 
 DEMO_IMAGE = "0016E5_08049.jpg"
@@ -26,7 +29,7 @@ DEMO_POINTS = {"car": (426, 237), "road": (280, 295), "building": (98, 124), "cy
 
 
 def tiny_recipe(out: str | Path) -> TrainConfig:
-    """About a minute of training on 2 CPU cores: ImageNet MobileNetV2, half-size images."""
+    """A short training on the CPU: ImageNet MobileNetV2, half-size images, 60 iterations."""
     return TrainConfig(
         dataset="camvid",
         data_root=str(SAMPLES_DIR),
@@ -62,18 +65,18 @@ def run_demo(
     """Predict, draw attention and evaluate on the bundled samples; returns the metrics.
 
     ``checkpoint`` defaults to the bundled ``camvid`` model, or to a tiny model trained here
-    while that model is not bundled.
+    when the installation has no bundled model.
     """
     out = Path(out)
     images = SAMPLES_DIR / "val"
     trained_here = checkpoint in (None, "camvid") and "camvid" not in bundled_models()
     if trained_here:
         run = out / "tiny_model"
-        print("The trained CamVid model is not bundled yet, so the demo uses a tiny one instead:")
+        print("This installation has no bundled CamVid model, so the demo uses a tiny one instead:")
         if (run / TRAIN_STATE_NAME).is_file():
             print(f"  reusing the one trained in {run} (delete it to train again)")
         else:
-            print("  training it on the sample images for about a minute")
+            print("  training it on the sample images (about a minute on a CPU)")
         checkpoint = train_tiny_model(run)
     elif checkpoint is None:
         checkpoint = "camvid"

@@ -15,19 +15,14 @@ from typing import Any
 
 import torch
 
-from danet.checkpoint import (
-    CONFIG_NAME,
-    TRAIN_STATE_NAME,
-    WEIGHTS_NAME,
-    load_weights,
-    remove_stale_temp_files,
-    save_model,
-)
-from danet.config import check_input_size
 from danet.convert.common import Converted, count_tensors, read_checkpoint
 from danet.convert.mmseg import convert_mmseg, is_mmseg
 from danet.convert.original import convert_original, is_original
-from danet.model import DANet
+from danet.data import DATASETS
+from danet.model.checkpoint import CONFIG_NAME, TRAIN_STATE_NAME, WEIGHTS_NAME
+from danet.model.danet import DANet, save_model, set_weights
+from danet.utils.atomic import remove_stale_temp_files
+from danet.utils.bounds import check_input_size
 
 FORMATS = ("auto", "mmseg", "original")
 CONVERTERS = {"mmseg": convert_mmseg, "original": convert_original}
@@ -42,6 +37,17 @@ class Report:
     tensors: int
     dropped: dict[str, int]  # entry -> how many tensors it held
     config: dict[str, Any]
+
+    def summary(self) -> str:
+        """What ``danet convert`` prints: the model built, the tensors used and dropped."""
+        config = self.config
+        names = "named" if config.get("class_names") else "unnamed: --dataset names them"
+        dropped = ", ".join(f"{k} ({n} tensors)" if n else k for k, n in self.dropped.items())
+        return (
+            f"{self.format}: {config['backbone']} DANet, {config['num_classes']} classes "
+            f"({names}); {self.tensors} tensors loaded, dropped {dropped or 'nothing'}\n"
+            f"wrote {self.folder}"
+        )
 
 
 def state_dict_of(checkpoint: Any, origin: str) -> dict[str, torch.Tensor]:
@@ -72,8 +78,6 @@ def detect_format(state: dict[str, torch.Tensor], origin: str = "checkpoint") ->
 
 def dataset_classes(name: str) -> tuple[list[str], list[list[int]]]:
     """Class names and palette of a dataset that danet knows (``cityscapes``, ``ade20k``, ...)."""
-    from danet.data import DATASETS
-
     known = {k: v for k, v in DATASETS.items() if v.class_names}
     if name not in known:
         raise ValueError(f"--dataset {name!r} is not one of {', '.join(sorted(known))}")
@@ -92,7 +96,7 @@ def build_converted(converted: Converted, input_size: Sequence[int] | None, orig
     for key, value in model.state_dict().items():  # BN step counters: unused at inference
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = torch.zeros_like(value)
-    return load_weights(model, state, Path(origin))
+    return set_weights(model, state, Path(origin))
 
 
 def check_out(out: Path, overwrite: bool) -> None:

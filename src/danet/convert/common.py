@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from danet.model.checkpoint import describe_foreign_file
+
 # numpy 1.x writes numpy.core.multiarray.scalar, numpy 2.x numpy._core.multiarray.scalar.
 try:
     from numpy._core.multiarray import scalar as _np_scalar
@@ -79,8 +81,6 @@ def check_source(path: Path) -> None:
                 "torch.save stores tensors uncompressed, and danet refuses compressed ones"
             )
     elif not head.startswith(b"\x80"):  # a pickle (torch's legacy format) starts with PROTO
-        from danet.checkpoint import describe_foreign_file
-
         kind = describe_foreign_file(path) or (
             "text" if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head) else None
         )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from danet.data.io import DataError, list_images, read_image, read_mask
 
@@ -15,8 +15,11 @@ IGNORE_INDEX = 255
 INVALID = -1  # a label_map entry for raw values that must not occur in a mask
 
 
-class SegmentationDataset(Dataset):
+class SegmentationDataset:
     """A list of (image, mask) file pairs; items are ``(HxWx3 uint8 image, HxW int64 mask)``.
+
+    A map-style dataset (``len`` and indexing), as torch's ``DataLoader`` takes it; the readers
+    import no torch, so the command line can list them quickly.
 
     Subclasses fill ``pairs`` and may set ``label_map``, a lookup table from raw mask values to
     train ids (``IGNORE_INDEX`` for void, ``INVALID`` for values that must not occur), and
@@ -45,6 +48,14 @@ class SegmentationDataset(Dataset):
     def find_pairs(self) -> list[tuple[Path, Path | None]]:
         """Return the (image, mask) paths of this split; override in each reader."""
         raise NotImplementedError
+
+    def first(self, count: int) -> SegmentationDataset:
+        """This split cut to its first ``count`` images (at least 1), for a quick measurement."""
+        if count < 1:
+            raise ValueError(f"--max-images {count} must be at least 1")
+        subset = copy.copy(self)
+        subset.pairs = self.pairs[:count]
+        return subset
 
     @property
     def num_classes(self) -> int:

@@ -6,9 +6,29 @@ benchmark's ``color150``; VOC, PASCAL Context and COCO-Stuff use the PASCAL VOC 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 Palette = tuple[tuple[int, int, int], ...]
-MAX_CLASS_NAME = 200
-"""The longest class name danet takes (characters), from a classes.txt or a model's metadata."""
+
+
+def fallback_class_name(index: int) -> str:
+    """The name of class ``index`` for a model or dataset that names none."""
+    return f"class {index}"
+
+
+def class_names_or_default(names: Sequence[str] | None, num_classes: int) -> list[str]:
+    """``names`` as a list, or :func:`fallback_class_name` of each class when there are none."""
+    if names:
+        return [str(n) for n in names]
+    return [fallback_class_name(k) for k in range(num_classes)]
+
+
+def palette_or_default(
+    palette: Sequence[Sequence[int]] | None, num_classes: int
+) -> list[list[int]]:
+    """``palette`` as lists of ints, or :func:`color_map`'s colours when there is none."""
+    colors = palette if palette is not None else color_map(num_classes)
+    return [[int(v) for v in c] for c in colors]
 
 
 def color_map(n: int) -> Palette:

@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from danet.data.base import SegmentationDataset, pair_by_stem
-from danet.data.classes import MAX_CLASS_NAME, Palette, color_map
+from danet.data.classes import Palette, color_map
 from danet.data.io import DataError
+from danet.utils.bounds import MAX_CLASS_NAME
 
 
 class Folder(SegmentationDataset):

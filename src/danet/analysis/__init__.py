@@ -1,0 +1,1 @@
+"""Looking inside a trained model: attention diagnostics and the paper's attention maps."""

@@ -1,0 +1,220 @@
+"""The paper's attention figures: position-attention maps of chosen pixels, channel-attended maps.
+
+The inputs of the two attention modules are caught with forward hooks, so the model is not
+changed. A pixel's position-attention map is its row of ``softmax(Q^T K)``, computed from that
+pixel's query against all keys: only the rows drawn are built, never the N x N matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
+from torch.func import functional_call
+
+from danet.analysis.diagnostics import AttentionInputs
+from danet.data import read_image
+from danet.data.transforms import normalize
+from danet.model.attention import ChannelAttention, PositionAttention
+from danet.model.danet import DANet, load
+from danet.model.segment import to_rgb_array
+from danet.utils.atomic import atomic_write
+
+TOP_CHANNELS = 6
+
+
+def pam_rows(pam: PositionAttention, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """Rows ``indices`` (flat positions ``y * W + x``) of the PAM's ``softmax(Q^T K)``.
+
+    ``x`` is the module's (B, C, H, W) input; returns (B, len(indices), H*W): for each chosen
+    pixel, how much it attends to every position. Memory is O(len(indices) * N).
+    """
+    q, k = pam.queries_keys(x)  # (B, N, d) each, q scaled by the module's temperature
+    return (q[:, indices] @ k.transpose(1, 2)).softmax(dim=-1)  # (B, P, N)
+
+
+def cam_attended(cam: ChannelAttention, x: torch.Tensor) -> torch.Tensor:
+    """The CAM's attended features ``softmax(E) X`` (B, C, H, W), without the residual.
+
+    Runs the module itself with ``gamma = 1`` for this one call, so the variant's formula is the
+    module's own, and subtracts the input.
+    """
+    with_gamma_one = functional_call(cam, {"gamma": torch.ones_like(cam.gamma)}, (x,))
+    return with_gamma_one - x
+
+
+def distinct_channels(
+    maps: torch.Tensor, k: int = TOP_CHANNELS, max_corr: float = 0.9
+) -> list[int]:
+    """Up to ``k`` channels of (C, H, W) ``maps``, most varying first, skipping near-duplicates.
+
+    A channel is skipped when its map correlates above ``max_corr`` with one already chosen:
+    with ``softmax(E)`` close to one-hot, many channels attend to the same source channel.
+    """
+    flat = maps.flatten(1).double()  # (C, N)
+    corr = torch.corrcoef(flat).abs()  # (C, C)
+    chosen: list[int] = []
+    for c in flat.std(dim=1).argsort(descending=True).tolist():
+        if len(chosen) == k:
+            break
+        if all(corr[c, other] < max_corr for other in chosen):
+            chosen.append(c)
+    return chosen
+
+
+def capture_attention_inputs(model: DANet, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Run ``model`` on ``x`` and return the inputs of its ``"pam"``/``"cam"`` attention modules."""
+    with AttentionInputs(model) as probe, torch.no_grad():
+        model(x)
+    return probe.pop()
+
+
+def _feature_index(
+    point: tuple[int, int], image_hw: tuple[int, int], feat_hw: tuple[int, int]
+) -> int:
+    """Flat index of the feature cell that holds image pixel ``point`` = (x, y)."""
+    (x, y), (h, w), (fh, fw) = point, image_hw, feat_hw
+    fx = min(int((x + 0.5) * fw / w), fw - 1)
+    fy = min(int((y + 0.5) * fh / h), fh - 1)
+    return fy * fw + fx
+
+
+def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """(P, h, w) maps to (P, H, W) numpy, bilinear."""
+    return F.interpolate(maps[None].float(), size, mode="bilinear", align_corners=False)[0].numpy()
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+    return path
+
+
+def uniform_norm(ratio: np.ndarray) -> TwoSlopeNorm:
+    """A colour scale for attention weights divided by the uniform weight 1/N: white at 1 (the
+    uniform row), red above, blue below, and at least 0..2, so a flat map stays pale."""
+    return TwoSlopeNorm(vcenter=1.0, vmin=0.0, vmax=max(float(ratio.max()), 2.0))
+
+
+def _pam_figure(image: np.ndarray, point: tuple[int, int], ratio: np.ndarray, path: Path) -> Path:
+    """``ratio``: the pixel's attention row times N (1 everywhere for a uniform row)."""
+    fig = Figure(figsize=(11, 4))
+    left, right = fig.subplots(1, 2)
+    left.imshow(image)
+    left.set_title(f"pixel ({point[0]}, {point[1]})")
+    right.imshow(image, alpha=0.6)
+    shown = right.imshow(ratio, cmap="bwr", norm=uniform_norm(ratio), alpha=0.6)
+    fig.colorbar(shown, ax=right, fraction=0.035, label="weight / uniform weight (1/N)")
+    right.set_title(f"position attention: peak {ratio.max():.1f}x uniform")
+    for ax in (left, right):
+        ax.plot(*point, marker="*", color="white", markeredgecolor="black", markersize=16)
+        ax.axis("off")
+    return _save(fig, path)
+
+
+def _cam_figure(image: np.ndarray, maps: np.ndarray, channels: Sequence[int], path: Path) -> Path:
+    cols = 1 + len(channels)
+    rows = 1 if cols <= 4 else 2
+    cols = -(-cols // rows)
+    fig = Figure(figsize=(3.5 * cols, 2.8 * rows))
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    axes[0].imshow(image)
+    axes[0].set_title("image")
+    for ax, channel, heat in zip(axes[1:], channels, maps, strict=False):
+        ax.imshow(heat, cmap="jet")
+        ax.set_title(f"channel {channel}, attended")
+    for ax in axes:
+        ax.axis("off")
+    return _save(fig, path)
+
+
+def parse_points(texts: Sequence[str]) -> list[tuple[int, int]]:
+    """``danet attention --points``: ``"x,y"`` strings to pixel coordinates."""
+    points = []
+    for text in texts:
+        try:
+            x, y = (int(v) for v in text.split(","))
+        except ValueError:
+            raise ValueError(f"--points: {text!r} is not x,y") from None
+        points.append((x, y))
+    return points
+
+
+def default_points(width: int, height: int) -> list[tuple[int, int]]:
+    """Three pixels on a line at 60% of the height, used when none are given."""
+    y = int(height * 0.6)
+    return [(width // 4, y), (width // 2, y), (3 * width // 4, y)]
+
+
+@torch.no_grad()
+def attention_figures(
+    checkpoint: str | Path,
+    image: str | Path | np.ndarray,
+    points: Sequence[tuple[int, int]],
+    out: str | Path,
+    channels: Sequence[int] | None = None,
+    device: str = "cpu",
+) -> list[Path]:
+    """Draw the paper's attention figures for one image; returns the PNGs written into ``out``.
+
+    - ``pam_x<X>_y<Y>.png`` per point (x, y in image pixels; :func:`default_points` when empty):
+      the pixel's position-attention map over the whole image, overlaid on it, as multiples of
+      the uniform weight 1/N on a scale centred there (:func:`uniform_norm`), so that a
+      near-uniform row looks flat; the title gives the peak's multiple of uniform.
+    - ``cam_channels.png``: the channel-attended maps ``softmax(E) X`` of ``channels``, or of
+      :func:`distinct_channels`.
+    """
+    model = load(checkpoint, map_location=device)
+    name = str(image) if isinstance(image, (str, Path)) else "the image"
+    rgb = read_image(image) if isinstance(image, (str, Path)) else to_rgb_array(image)
+    h, w = rgb.shape[:2]
+    branches = model.head.branches
+    if "pam" not in branches and "cam" not in branches:
+        raise ValueError(f"{checkpoint}: model has attention='none', no attention maps to draw")
+    if points and "pam" not in branches:
+        raise ValueError(
+            f"{checkpoint}: model has attention={model.head.attention!r}, without position "
+            "attention; drop the points to draw the channel attention only"
+        )
+    if channels and "cam" not in branches:
+        raise ValueError(
+            f"{checkpoint}: model has attention={model.head.attention!r}, without channel "
+            "attention; drop the channels to draw the position attention only"
+        )
+    points = [(int(x), int(y)) for x, y in points] or default_points(w, h)
+    for x, y in points:
+        if not (0 <= x < w and 0 <= y < h):
+            raise ValueError(f"point ({x}, {y}) is outside {name}, which is {w}x{h} (x, y)")
+
+    input_size = model.config.get("input_size") or (h, w)
+    x_in = normalize(rgb, model.mean, model.std)[None]
+    x_in = F.interpolate(x_in, tuple(input_size), mode="bilinear", align_corners=False)
+    features = capture_attention_inputs(model, x_in.to(device))
+    attended = None
+    if "cam" in features:
+        attended = cam_attended(branches["cam"].attention, features["cam"])[0]  # (C, h, w)
+        c = attended.shape[0]
+        bad = [ch for ch in channels or () if not 0 <= ch < c]
+        if bad:
+            raise ValueError(f"channels {bad} are outside 0..{c - 1} of the CAM")
+        channels = list(channels) if channels else distinct_channels(attended)
+
+    out = Path(out)
+    written = []
+    if "pam" in features:
+        feats = features["pam"]
+        fh, fw = feats.shape[-2:]
+        indices = torch.tensor([_feature_index(p, (h, w), (fh, fw)) for p in points])
+        rows = pam_rows(branches["pam"].attention, feats, indices.to(device))[0]  # (P, N)
+        heat = _upsample(rows.reshape(-1, fh, fw).cpu() * (fh * fw), (h, w))  # x uniform
+        for point, heat_map in zip(points, heat, strict=True):
+            path = out / f"pam_x{point[0]}_y{point[1]}.png"
+            written.append(_pam_figure(rgb, point, heat_map, path))
+    if attended is not None:
+        maps = _upsample(attended[channels].cpu(), (h, w))
+        written.append(_cam_figure(rgb, maps, channels, out / "cam_channels.png"))
+    return written

@@ -1,0 +1,266 @@
+"""Model files on disk: safetensors + JSON for models, ``checkpoint.pt`` for training state.
+
+A saved model is a folder with ``config.json`` (the constructor arguments) and ``model.safetensors``.
+A training run folder adds ``checkpoint.pt``: model, optimizer, step, RNG and run config, read back
+with ``torch.load(weights_only=True)`` so that a crafted file cannot run code. Building a
+:class:`danet.DANet` from these files is :func:`danet.model.danet.load`'s job.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from danet import assets
+from danet.utils.atomic import atomic_write, read_json
+from danet.utils.bounds import MAX_CLASS_NAME, check_input_size, short
+
+# A model folder holds the constructor arguments and the weights; a training run adds its state.
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+TRAIN_STATE_NAME = "checkpoint.pt"
+
+
+def bundled_models() -> list[str]:
+    """Names of the trained models that ship inside the package."""
+    if not assets.MODELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in assets.MODELS_DIR.iterdir() if (p / WEIGHTS_NAME).is_file())
+
+
+class _KeepError:
+    """A file wrapper that remembers the ``OSError`` of a write, which ``torch.save`` turns into a
+    RuntimeError ("unexpected pos ...") that no longer says why."""
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _torch_save(state: dict[str, Any], tmp: str) -> None:
+    with open(tmp, "wb") as f:
+        keep = _KeepError(f)
+        try:
+            torch.save(state, keep)
+        except RuntimeError:
+            if keep.error is not None:
+                raise keep.error from None
+            raise
+
+
+def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
+    """Atomically ``torch.save`` a training checkpoint (tensors, numbers, strings, lists, dicts)."""
+    atomic_write(path, lambda tmp: _torch_save(state, tmp))
+
+
+def read_training_state(path: str | Path) -> dict[str, Any]:
+    """Read a training checkpoint without unpickling code: anything but plain data is refused."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such checkpoint") from None
+    except Exception as err:
+        lines = str(err).strip().splitlines()
+        reason = lines[0] if lines else type(err).__name__
+        if "weights_only" in str(err) or "GLOBAL" in str(err) or "Unsupported" in str(err):
+            reason = "it holds pickled code or objects, which danet refuses to load"
+        raise ValueError(f"{path}: not a loadable danet checkpoint ({reason})") from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise ValueError(f"{path}: not a danet training checkpoint (no 'model' and 'config')")
+    weights = state["model"]
+    if not isinstance(weights, dict) or not all(
+        isinstance(v, torch.Tensor) for v in weights.values()
+    ):
+        raise ValueError(f"{path}: its 'model' is not a dict of tensors")
+    return state
+
+
+def check_shapes(own: dict[str, Any], state: dict[str, Any], origin: str | Path) -> None:
+    """Raise a ValueError naming ``origin`` unless ``state`` (name -> shape) has the names and
+    shapes of ``own`` (a model's state dict)."""
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(
+            f"{origin}: weights do not match the config (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]})"
+        )
+    for name, shape in state.items():
+        if tuple(shape) != tuple(own[name].shape):
+            raise ValueError(
+                f"{origin}: {name} is {tuple(shape)} but the config makes it "
+                f"{tuple(own[name].shape)}"
+            )
+
+
+def safetensors_shapes(path: Path) -> dict[str, list[int]]:
+    """Tensor names and shapes from a safetensors header, without reading the data."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {name: f.get_slice(name).get_shape() for name in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
+
+
+# What a file that is not a danet model is, by its first bytes or its suffix, for load()'s error.
+_MAGIC = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"BM": "a BMP image",
+    b"II*\x00": "a TIFF image",
+    b"MM\x00*": "a TIFF image",
+}
+_SUFFIXES = {
+    ".onnx": "an ONNX graph (run it with onnxruntime; danet.load reads the model folder or "
+    "checkpoint it was exported from)",
+    ".webp": "a WebP image",
+    ".yaml": "a training recipe (give it to `danet train --config`)",
+    ".yml": "a training recipe (give it to `danet train --config`)",
+    ".json": "a JSON file (a model folder holds config.json beside model.safetensors)",
+    ".mp4": "a video",
+    ".avi": "a video",
+    ".mov": "a video",
+}
+
+
+def describe_foreign_file(path: Path) -> str | None:
+    """What ``path`` is when it is plainly not a model (an image, an ONNX graph, ...), else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return None
+    for magic, kind in _MAGIC.items():
+        if head.startswith(magic):
+            return kind + " (segment it with `danet predict` or model.predict)"
+    if head.startswith(b"RIFF") and path.suffix.lower() == ".webp":
+        return "a WebP image (segment it with `danet predict` or model.predict)"
+    return _SUFFIXES.get(path.suffix.lower())
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """Turn a bundled model's name, a model folder, a run folder or a file into a path.
+
+    A folder named like a bundled model that holds no model (a dataset folder ``camvid/`` in the
+    working directory) does not hide the bundled model.
+    """
+    path = Path(name_or_path)
+    holds_model = path.is_file() or any(
+        (path / n).is_file() for n in (WEIGHTS_NAME, TRAIN_STATE_NAME)
+    )
+    if holds_model or (path.exists() and str(name_or_path) not in bundled_models()):
+        return path
+    if str(name_or_path) in bundled_models():
+        return assets.bundled_model_dir(str(name_or_path))
+    names = ", ".join(bundled_models()) or "none"
+    raise FileNotFoundError(
+        f"{name_or_path}: no such file or folder, and not a bundled model (bundled: {names})"
+    )
+
+
+def model_file(name_or_path: str | Path) -> Path:
+    """The file a model is read from: ``model.safetensors`` or a training ``checkpoint.pt``.
+
+    Takes what :func:`danet.load` takes; a file that is plainly not a model (an image, an ONNX
+    graph, a recipe) is a ValueError that says what it is.
+    """
+    path = resolve(name_or_path)
+    if path.is_dir():
+        if (path / WEIGHTS_NAME).is_file():
+            path = path / WEIGHTS_NAME
+        elif (path / TRAIN_STATE_NAME).is_file():
+            path = path / TRAIN_STATE_NAME
+        else:
+            raise FileNotFoundError(f"{path}: holds neither {WEIGHTS_NAME} nor {TRAIN_STATE_NAME}")
+    if path.suffix != ".safetensors":
+        kind = describe_foreign_file(path)
+        if kind is not None:
+            raise ValueError(
+                f"{path}: this is {kind}, not a danet model; load() takes a bundled model's name, "
+                "a model or run folder, model.safetensors or a training checkpoint.pt"
+            )
+    return path
+
+
+def _is_rgb(color: Any) -> bool:
+    return (
+        isinstance(color, (list, tuple))
+        and len(color) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in color)
+    )
+
+
+def check_metadata(config: dict[str, Any], num_classes: int, origin: str) -> None:
+    """Check a model's class names, palette and input size (from config.json or an ONNX file's
+    metadata) against its ``num_classes``; a bad one is a ValueError naming ``origin``."""
+    names = config.get("class_names")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"{origin}: class_names must be a list of strings, not {short(names)}")
+        if len(names) != num_classes:
+            raise ValueError(f"{origin}: {len(names)} class_names for {num_classes} classes")
+        for index, name in enumerate(names):
+            if len(name) > MAX_CLASS_NAME:
+                raise ValueError(
+                    f"{origin}: class name {index} is {len(name)} characters long "
+                    f"({short(name, 40)}); at most {MAX_CLASS_NAME}"
+                )
+    palette = config.get("palette")
+    if palette is not None:
+        bad = [c for c in palette if not _is_rgb(c)] if isinstance(palette, list) else [palette]
+        if bad:
+            raise ValueError(
+                f"{origin}: palette must be [R, G, B] colours of integers 0-255, not "
+                f"{short(bad[0])}"
+            )
+        if len(palette) != num_classes:
+            raise ValueError(f"{origin}: {len(palette)} palette colours for {num_classes} classes")
+    if config.get("input_size") is not None:
+        check_input_size(config["input_size"], f"{origin}: input_size")
+
+
+def check_finite(state: dict[str, torch.Tensor], origin: str | Path) -> None:
+    """Raise a ValueError naming ``origin`` and the tensor when a weight is NaN or infinite."""
+    for name, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(
+                f"{origin}: weight {name} holds NaN or infinite values; danet loads only finite "
+                "weights (was the model saved after its training diverged?)"
+            )
+
+
+def read_config_beside(weights: Path) -> tuple[Any, Path]:
+    """The ``config.json`` beside a ``.safetensors`` file, and its path."""
+    config_path = weights.with_name(CONFIG_NAME)
+    try:
+        return read_json(config_path), config_path
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{config_path}: missing (it goes beside {weights.name})") from None
+
+
+def run_folder_of(name_or_path: str | Path) -> Path:
+    """The folder that holds a model (a run folder, for a trained one)."""
+    path = resolve(name_or_path)
+    return path if path.is_dir() else path.parent

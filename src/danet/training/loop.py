@@ -1,0 +1,508 @@
+"""The training loop: plain functions, as in torchvision's reference scripts."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shlex
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler
+
+from danet.analysis.diagnostics import AttentionInputs, attention_modules
+from danet.data import DATASETS, SegmentationDataset, build_dataset
+from danet.data.balance import median_frequency_weights
+from danet.data.io import without_worker_tracebacks
+from danet.data.transforms import Augmented, train_transform
+from danet.model.checkpoint import read_training_state, save_training_state
+from danet.model.danet import DANet, check_backbone, load, save_model, set_weights
+from danet.training.config import TrainConfig
+from danet.training.curves import plot_curves
+from danet.training.evaluate import evaluate
+from danet.training.losses import DANetLoss
+from danet.training.resume import restore, resumed_config
+from danet.training.runfolder import (
+    METRICS_NAME,
+    RUN_CONFIG_NAME,
+    RUN_FILES,
+    TRAIN_STATE_NAME,
+    append_row,
+    has_row,
+    locked,
+    truncate_log,
+)
+from danet.utils.atomic import remove_stale_temp_files, write_text
+from danet.utils.device import resolve_precision
+from danet.utils.distributed import cleanup, init_distributed, is_main
+from danet.utils.progress import progress as progress_bar
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT or SIGTERM stopped a run; the message names its checkpoint and how to resume."""
+
+
+class _StopOnSignal:
+    """While active, a first SIGINT or SIGTERM asks the training loop to stop after the step it is
+    in (it then saves); a second one interrupts at once (``KeyboardInterrupt``)."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def requested(self, world: int, device: torch.device) -> bool:
+        """Whether any rank was asked to stop (all ranks then stop after the same step)."""
+        if world == 1:
+            return self.signal is not None
+        flag = torch.tensor([float(self.signal is not None)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+
+def _until_stopped(batches: Iterator[Any], stop: _StopOnSignal) -> Iterator[Any]:
+    """``batches``, ending quietly where a DataLoader worker died of the Ctrl-C that asked the run
+    to stop (a terminal sends SIGINT to the workers too)."""
+    try:
+        yield from batches
+    except Exception:
+        if stop.signal is None:
+            raise
+
+
+def _resume_hint(run: Path) -> str:
+    return f"resume with: danet train --out {shlex.quote(str(run))} --resume"
+
+
+def _check_out(run: Path, overwrite: bool) -> None:
+    """Refuse an ``--out`` that holds files a new run would replace, unless ``overwrite``; with
+    it, remove the earlier run's files (a folder never mixes two runs)."""
+    if run.exists() and not run.is_dir():
+        raise NotADirectoryError(f"--out {run}: is a file; give a folder for the run")
+    if not run.is_dir():
+        return
+    if overwrite:
+        for name in RUN_FILES:
+            (run / name).unlink(missing_ok=True)
+        return
+    if (run / TRAIN_STATE_NAME).exists():
+        raise FileExistsError(
+            f"{run}: already holds a training checkpoint; pass --resume to continue it, "
+            "--overwrite to start over, or choose another --out"
+        )
+    held = sorted(p.name for p in run.iterdir() if not p.name.startswith("."))
+    if held:
+        more = f" and {len(held) - 3} more" if len(held) > 3 else ""
+        raise FileExistsError(
+            f"{run}: already holds {', '.join(held[:3])}{more}; pass --overwrite to start a new "
+            "run there (a model or an earlier run in it is replaced), or choose another --out"
+        )
+
+
+class StepBatchSampler(Sampler):
+    """Yields the batches of steps ``start..total-1``: a fresh permutation per epoch, seeded by
+    (seed, epoch), split across ranks, each sample paired with its own augmentation seed.
+
+    The batch of a step depends only on the step, so a resumed run sees the same data.
+    """
+
+    def __init__(
+        self, n: int, batch_size: int, seed: int, start: int, total: int, rank: int, world: int
+    ) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.start, self.total, self.rank, self.world = start, total, rank, world
+        self.steps_per_epoch = max(n // (batch_size * world), 1)
+
+    def __len__(self) -> int:
+        return self.total - self.start
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        perm, perm_epoch = None, -1
+        global_batch = self.batch_size * self.world
+        for step in range(self.start, self.total):
+            epoch, pos = divmod(step, self.steps_per_epoch)
+            if epoch != perm_epoch:
+                g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+                perm, perm_epoch = torch.randperm(self.n, generator=g).tolist(), epoch
+                if len(perm) < global_batch:  # tiny datasets: repeat to fill one batch
+                    perm = (perm * math.ceil(global_batch / len(perm)))[:global_batch]
+            chunk = perm[pos * global_batch : (pos + 1) * global_batch]
+            local = chunk[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+            yield [(i, (self.seed * 7_919 + epoch * 104_729 + i) % 2**32) for i in local]
+
+
+def poly_lr(base_lr: float, step: int, total: int, power: float, warmup: int = 0) -> float:
+    """The paper's poly schedule, ``lr * (1 - step/total)^power``, after an optional linear warmup."""
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    return base_lr * (1 - step / total) ** power
+
+
+def build_model(cfg: TrainConfig, dataset: SegmentationDataset, pretrained: bool = True) -> DANet:
+    """The DANet of a recipe, with the dataset's class names and palette in its config."""
+    return DANet(
+        num_classes=dataset.num_classes,
+        backbone=cfg.backbone,
+        output_stride=cfg.output_stride,
+        pretrained=cfg.pretrained if pretrained else None,
+        cam_variant=cfg.cam_variant,
+        pam_reduction=cfg.pam_reduction,
+        pam_scale=cfg.pam_scale,
+        attention=cfg.attention,
+        aux_head=cfg.aux_head,
+        input_size=cfg.input_size,
+        **dataset.meta(),
+    )
+
+
+def init_from(model: DANet, source: str) -> None:
+    """Copy the weights of the model ``source`` (what :func:`danet.load` reads) into
+    ``model``; both must have the same tensors and shapes (a mismatch names them)."""
+    donor = load(source)
+    ours, theirs = model.state_dict(), donor.state_dict()
+    missing, extra = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+    if missing or extra:
+        raise ValueError(
+            f"--init-weights {source}: its model does not match the recipe's (missing "
+            f"{missing[:3]}, unexpected {extra[:3]}); give the same backbone, attention and "
+            "pam_scale as it has"
+        )
+    set_weights(model, theirs, Path(str(source)))
+    model.train()
+
+
+def _param_groups(model: DANet, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Backbone at lr; head at ``head_lr_mult``; the attention's gamma, scale, query and key at
+    ``head_lr_mult * attention_lr_mult``, their scalars with ``attention_weight_decay``."""
+    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+    scalars, qk = [], []
+    for name, p in model.head.named_parameters():
+        if p.requires_grad and name.endswith((".gamma", ".log_scale")):
+            scalars.append(p)
+        elif p.requires_grad and (".attention.query." in name or ".attention.key." in name):
+            qk.append(p)
+    taken = {id(p) for p in backbone + scalars + qk}
+    head = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
+    attn_mult = cfg.head_lr_mult * cfg.attention_lr_mult
+    scalar_group: dict[str, Any] = {"params": scalars, "lr_mult": attn_mult}
+    if cfg.attention_weight_decay is not None:
+        scalar_group["weight_decay"] = cfg.attention_weight_decay
+    groups = [
+        {"params": backbone, "lr_mult": 1.0},
+        {"params": head, "lr_mult": cfg.head_lr_mult},
+        {"params": qk, "lr_mult": attn_mult},
+        scalar_group,
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def _log(run: Path, row: dict[str, Any]) -> None:
+    append_row(run / METRICS_NAME, row)
+
+
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    changes: dict[str, Any] | None = None,
+    quiet: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Train DANet with the paper's recipe; returns the final val metrics (rank 0) or {}.
+
+    Progress goes to stderr (a bar on a terminal, a line per 10% elsewhere, see
+    :mod:`danet.utils.progress`), with each validation's mIoU on stdout as it is computed; ``quiet``
+    drops both.
+
+    With ``resume``, the run in ``cfg.out`` continues with its saved recipe, and ``changes``
+    are the values given with ``--resume`` (see :func:`danet.training.resume.resumed_config`). The run
+    folder is locked for the life of the run; stale temp files of killed saves are removed.
+    Without ``resume``, an ``out`` that holds files (a model folder, an earlier run) is refused
+    unless ``overwrite``. SIGINT or SIGTERM stops the run after the current step, saves it and
+    raises :class:`TrainingInterrupted`, whose message says how to resume.
+    """
+    cfg = cfg.validate()
+    check_backbone(cfg.backbone)
+    if cfg.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(sorted(DATASETS))}")
+    run = Path(cfg.out)
+    state_path = run / TRAIN_STATE_NAME
+    state = None
+    main = int(os.environ.get("RANK", "0")) == 0
+    if main and run.exists() and not run.is_dir():
+        raise NotADirectoryError(f"--out {run}: is a file; give a folder for the run")
+    if main and not resume and not overwrite:
+        _check_out(run, overwrite=False)  # before the lock's file is made in a folder it refuses
+    with locked(run) if main else nullcontext():
+        if main:
+            remove_stale_temp_files(run, RUN_FILES)
+        if resume:
+            state = read_training_state(state_path)
+            cfg = resumed_config(state.get("run_config"), changes or {}, state_path)
+        elif main:
+            if overwrite and cfg.init_weights and Path(cfg.init_weights).resolve() == run.resolve():
+                raise ValueError(
+                    f"--init-weights {cfg.init_weights} is the --out folder that --overwrite "
+                    "would clear; copy the model elsewhere, or choose another --out"
+                )
+            _check_out(run, overwrite)
+        rank, world, device = init_distributed(cfg.device)
+        try:
+            with _StopOnSignal() as stop:
+                return _train(cfg, state, run, rank, world, device, quiet, stop)
+        except KeyboardInterrupt as err:  # a second signal, or one before the loop
+            name = err.args[0] if err.args else "SIGINT"
+            if state_path.exists():
+                raise TrainingInterrupted(
+                    f"{name}: stopped; the last checkpoint {state_path} is kept; "
+                    f"{_resume_hint(run)}"
+                ) from None
+            raise TrainingInterrupted(
+                f"{name}: stopped before the first checkpoint; start again with --overwrite"
+            ) from None
+        finally:
+            cleanup()
+
+
+def _train(
+    cfg: TrainConfig,
+    state: dict[str, Any] | None,
+    run: Path,
+    rank: int,
+    world: int,
+    device: torch.device,
+    quiet: bool = False,
+    stop: _StopOnSignal | None = None,
+) -> dict[str, Any]:
+    stop = stop or _StopOnSignal()
+    torch.manual_seed(cfg.seed)
+    dataset = build_dataset(cfg.dataset, cfg.data_root, cfg.train_split)
+    val_set = build_dataset(cfg.dataset, cfg.data_root, cfg.val_split) if cfg.val_split else None
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = build_model(cfg, dataset, pretrained=state is None and cfg.init_weights is None)
+    if state is None and cfg.init_weights is not None:
+        init_from(model, cfg.init_weights)
+    model = model.to(device, memory_format=memory_format)
+    class_weights = None
+    if cfg.class_weighting == "median_frequency":
+        class_weights = torch.from_numpy(median_frequency_weights(dataset)).to(device)
+    criterion = DANetLoss(
+        cfg.loss_weights,
+        ignore_index=255,
+        class_weights=class_weights,
+        affinity_target=cfg.affinity_target,
+        affinity_exclude_radius=cfg.affinity_exclude_radius,
+    )
+    optimizer = torch.optim.SGD(
+        _param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+    autocast_dtype = resolve_precision(cfg.precision, device)
+    amp = cfg.amp and device.type == "cuda" and autocast_dtype is None
+    if amp:
+        autocast_dtype = torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    start = 0
+    if state is not None:
+        start = restore(state, run / TRAIN_STATE_NAME, model, optimizer, scaler)
+    steps_per_epoch = max(len(dataset) // (cfg.batch_size * world), 1)
+    if cfg.iters is None and cfg.epochs is None:
+        raise ValueError("give --iters or --epochs")
+    total = cfg.iters if cfg.iters is not None else cfg.epochs * steps_per_epoch
+    if total < start:
+        raise ValueError(
+            f"--iters/--epochs: the run in {run} already did {start} iterations, more than the "
+            f"{total} asked for; --resume can extend a run, not shorten it"
+        )
+    net: nn.Module = model
+    if world > 1:
+        if cfg.sync_bn and device.type == "cuda":  # torch's SyncBatchNorm is CUDA-only
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    dataset_aug = Augmented(
+        dataset,
+        train_transform(cfg.crop_size, cfg.scale_range, cfg.base_size, cfg.color_jitter),
+        model.mean,
+        model.std,
+    )
+    sampler = StepBatchSampler(len(dataset), cfg.batch_size, cfg.seed, start, total, rank, world)
+    loader = DataLoader(
+        dataset_aug,
+        batch_sampler=sampler,
+        num_workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(cfg.seed),  # leaves the global RNG (dropout) alone
+    )
+    main = is_main()
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
+        truncate_log(run, start)
+        write_text(run / RUN_CONFIG_NAME, json.dumps(cfg.to_dict(), indent=2))
+
+    def save(step: int) -> None:
+        if not main:
+            return
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state()
+        save_training_state(
+            run / TRAIN_STATE_NAME,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": {"name": "poly", "power": cfg.poly_power, "total": total},
+                "scaler": scaler.state_dict(),
+                "step": step,
+                "rng": rng,
+                "config": model.config,
+                "run_config": cfg.to_dict(),
+            },
+        )
+        save_model(model, run)
+
+    metrics: dict[str, Any] = {}
+
+    def validate(step: int) -> dict[str, Any]:
+        metrics = evaluate(
+            model,
+            val_set,
+            cfg.eval_scales,
+            device=device,
+            progress=not quiet,
+            diagnostics=True,
+            reach_radius=cfg.reach_radius,
+        )
+        if main:
+            bar.write(
+                f"step {step}/{total}  val mIoU {100 * metrics['miou']:.2f}%  "
+                f"pixel acc {100 * metrics['pixel_acc']:.2f}%"
+            )
+            row = {"step": step, "val_miou": metrics["miou"], "val_pixel_acc": metrics["pixel_acc"]}
+            _log(run, {**row, **metrics["attention"]})
+            plot_curves(run)
+        return metrics
+
+    # The affinity loss needs the PAM's queries and keys of this batch, with their graph.
+    pam = attention_modules(model).get("pam")
+    use_affinity = bool(cfg.loss_weights.get("affinity")) and pam is not None
+    probe = AttentionInputs(model, detach=False, names=("pam",))
+
+    bar = progress_bar(total, "train", initial=start, quiet=quiet or not main)
+    schedule = state.get("scheduler") if state is not None else None
+    saved_total = schedule.get("total") if isinstance(schedule, dict) else None
+    if state is not None and val_set is not None and start > 0:
+        validation_step = start in (total, saved_total) or (
+            cfg.eval_every and start % cfg.eval_every == 0
+        )
+        if validation_step and not has_row(run / METRICS_NAME, start, "val_miou"):
+            metrics = validate(start)  # the run was killed during this validation
+
+    net.train()
+    tic = time.perf_counter()
+    done = saved = start
+    batches = _until_stopped(without_worker_tracebacks(loader), stop)
+    for step, (images, targets) in enumerate(batches, start):
+        lr = poly_lr(cfg.lr, step, total, cfg.poly_power, cfg.warmup_iters)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group["lr_mult"]
+        images, targets = (
+            images.to(device, non_blocking=True),
+            targets.to(device, non_blocking=True),
+        )
+        with (
+            probe if use_affinity else contextlib.nullcontext(),
+            torch.autocast(
+                device.type,
+                dtype=autocast_dtype or torch.float32,
+                enabled=autocast_dtype is not None,
+            ),
+        ):
+            logits = net(images)
+            pam_qk = None
+            if use_affinity:
+                x = probe.pop()["pam"]
+                pam_qk = (*pam.queries_keys(x), tuple(x.shape[-2:]))
+        loss, parts = criterion(logits, targets, pam_qk, cfg.affinity_queries)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss is {loss.item()} at step {step + 1}; stopped, and the last good checkpoint "
+                f"{run / TRAIN_STATE_NAME} is kept"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        max_norm = cfg.grad_clip_norm if cfg.grad_clip_norm is not None else math.inf
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
+        if not math.isfinite(grad_norm) and not amp:  # under float16 the scaler skips the step
+            bad = [n for n, p in model.named_parameters()
+                   if p.grad is not None and not torch.isfinite(p.grad).all()]  # fmt: skip
+            raise TrainingDiverged(
+                f"the gradient norm is {grad_norm} at step {step + 1} (the loss was "
+                f"{loss.item():.4f}; first non-finite gradient: {bad[0] if bad else '?'}, "
+                f"{len(bad)} tensors in all); stopped, and the last good checkpoint "
+                f"{run / TRAIN_STATE_NAME} is kept"
+            )
+        scaler.step(optimizer)
+        scaler.update()
+        done = step + 1
+        if main:
+            toc = time.perf_counter()
+            row = {"step": done, "loss": loss.item(), **parts, "grad_norm": grad_norm}
+            _log(run, {**row, "lr": lr, "sec": toc - tic})
+            tic = toc
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
+            bar.update(1)
+        if done % cfg.checkpoint_every == 0 or done == total:
+            save(done)
+            saved = done
+        if val_set is not None and (
+            done == total or (cfg.eval_every and done % cfg.eval_every == 0)
+        ):
+            metrics = validate(done)
+        if done < total and stop.requested(world, device):
+            break
+    bar.close()
+    if stop.signal is not None and done < total:
+        if done > saved:
+            save(done)
+        if main and not (run / TRAIN_STATE_NAME).exists():
+            raise TrainingInterrupted(
+                f"{stop.signal} before the first step: nothing saved; start again with --overwrite"
+            )
+        raise TrainingInterrupted(
+            f"{stop.signal} at step {done} of {total}: saved {run / TRAIN_STATE_NAME}; "
+            f"{_resume_hint(run)}"
+        )
+    if start >= total and main:
+        save(total)
+    return metrics if main else {}

@@ -1,0 +1,143 @@
+"""The training loss: weighted cross-entropy summed over the head's outputs, and optionally an
+affinity loss that supervises the position attention's rows with the labels (a departure from the
+paper, in the spirit of Context Prior, Yu et al. CVPR 2020)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from danet.data.labels import downsample_labels
+from danet.options import AFFINITY_TARGETS, AffinityTarget, check_choice
+from danet.training.config import DEFAULT_LOSS_WEIGHTS
+
+
+def sample_queries(labels: torch.Tensor, num_queries: int, ignore_index: int = 255) -> torch.Tensor:
+    """(B, M) flat indices of up to ``num_queries`` labelled pixels per image of (B, N) labels,
+    drawn without replacement with the global torch RNG; where an image has fewer labelled pixels,
+    the rest of its M indices point at unlabelled ones (mask them with the labels)."""
+    valid = labels != ignore_index
+    noise = torch.rand(labels.shape, device=labels.device).masked_fill(~valid, 2.0)
+    m = min(num_queries, labels.shape[1])
+    return noise.topk(m, dim=1, largest=False).indices
+
+
+def affinity_loss(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    labels: torch.Tensor,
+    num_queries: int = 1024,
+    ignore_index: int = 255,
+    target: AffinityTarget = "mass",
+    exclude_radius: int | None = None,
+) -> torch.Tensor:
+    """Supervise the PAM rows ``softmax(q k^T)`` with the labels; the mean over sampled labelled
+    query pixels of (see :data:`AFFINITY_TARGETS`):
+
+    - ``"mass"``: ``logsumexp(scores) - logsumexp(scores on keys of the query's class)``, i.e.
+      ``-log`` of the row's mass on that class. A row on the query alone minimises it.
+    - ``"uniform"``: ``logsumexp(scores) - mean(scores on keys of the query's class) - log(m)``
+      for the m keys of that class: the KL divergence from a row uniform over those keys to the
+      row (the cross-entropy less the target's entropy, so 0 is the optimum). Its minimum spreads
+      the row over the whole class, wherever it is in the image.
+
+    With ``exclude_radius`` r, keys within Chebyshev distance r of the query (itself included)
+    leave the target set, so the loss asks for mass on the class's far keys only.
+
+    ``q``, ``k``: (B, N, d), the PAM's scaled queries and keys; ``labels``: (B, h, w) at feature
+    resolution, h * w = N. Up to ``num_queries`` labelled queries per image (global torch RNG), so
+    memory is O(B * num_queries * N). Keys of every label, void included, stay in the softmax's
+    denominator, as in the attention.
+    """
+    check_choice("affinity_target", target, AFFINITY_TARGETS)
+    b, n, d = q.shape
+    h, w = labels.shape[-2:]
+    flat = labels.reshape(b, n)
+    idx = sample_queries(flat, num_queries, ignore_index)  # (B, M)
+    query_labels = flat.gather(1, idx)  # (B, M)
+    q_sel = q.gather(1, idx[..., None].expand(-1, -1, d))  # (B, M, d)
+    scores = q_sel.float() @ k.float().transpose(1, 2)  # (B, M, N)
+    positive = query_labels[..., None] == flat[:, None, :]  # (B, M, N); a query matches itself
+    if exclude_radius is not None:
+        keys = torch.arange(n, device=q.device)
+        dy = (idx[..., None] // w - keys // w).abs()  # (B, M, N)
+        dx = (idx[..., None] % w - keys % w).abs()
+        positive &= (dy > exclude_radius) | (dx > exclude_radius)
+    count = positive.sum(-1)  # (B, M)
+    used = (query_labels != ignore_index) & (count > 0)
+    if not used.any():
+        return q.sum() * 0.0
+    if target == "mass":
+        pos = scores.masked_fill(~positive, float("-inf")).logsumexp(-1)
+    else:
+        pos = (scores * positive).sum(-1) / count.clamp_min(1) + count.clamp_min(1).log()
+    losses = scores.logsumexp(-1) - pos  # (B, M)
+    return losses[used].mean()
+
+
+class DANetLoss(nn.Module):
+    """``sum_k w_k * CE(logits[k], target)`` over the outputs present, ignoring ``ignore_index``.
+
+    Calling it returns a pair ``(loss, parts)``: ``loss`` is the weighted sum as a scalar tensor
+    (call ``.backward()`` on it), ``parts`` maps each output with a non-zero weight (``"out"``,
+    ``"pam"``, ``"cam"``, ``"aux"``) to its unweighted cross-entropy as a float, for logging::
+
+        loss, parts = criterion(model(images), targets)
+        loss.backward()
+    """
+
+    def __init__(
+        self,
+        weights: dict[str, float] | None = None,
+        ignore_index: int = 255,
+        class_weights: torch.Tensor | None = None,
+        affinity_target: AffinityTarget = "mass",
+        affinity_exclude_radius: int | None = None,
+    ) -> None:
+        super().__init__()
+        check_choice("affinity_target", affinity_target, AFFINITY_TARGETS)
+        self.weights = dict(DEFAULT_LOSS_WEIGHTS if weights is None else weights)
+        self.ignore_index = ignore_index
+        self.affinity_target = affinity_target
+        self.affinity_exclude_radius = affinity_exclude_radius
+        self.register_buffer("class_weights", class_weights, persistent=False)
+
+    def forward(
+        self,
+        logits: dict[str, torch.Tensor],
+        target: torch.Tensor,
+        pam_qk: tuple[torch.Tensor, torch.Tensor, tuple[int, int]] | None = None,
+        affinity_queries: int = 1024,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Return ``(loss, parts)``: the weighted total (a 0-d tensor to backpropagate) and a dict
+        of each term's unweighted value as a float, keyed by output name (``"out"``, ``"pam"``,
+        ``"cam"``, ``"aux"``, and ``"affinity"`` when it is weighted and ``pam_qk`` is given: the PAM's
+        ``(s * Q, K)`` as (B, N, d) and its feature map's (h, w))."""
+        parts = {}
+        total = logits["out"].new_zeros(())
+        for name, out in logits.items():
+            weight = self.weights.get(name, 0.0)
+            if weight == 0.0:
+                continue
+            ce = F.cross_entropy(
+                out.float(), target, weight=self.class_weights, ignore_index=self.ignore_index
+            )
+            parts[name] = ce.detach().item()
+            total = total + weight * ce
+        weight = self.weights.get("affinity", 0.0)
+        if weight and pam_qk is not None:
+            q, k, feat_size = pam_qk
+            labels = downsample_labels(target, feat_size)
+            aff = affinity_loss(
+                q,
+                k,
+                labels,
+                affinity_queries,
+                self.ignore_index,
+                self.affinity_target,
+                self.affinity_exclude_radius,
+            )
+            parts["affinity"] = aff.detach().item()
+            total = total + weight * aff
+        return total, parts

@@ -1,0 +1,1 @@
+"""Small helpers that any part of danet may use: devices, progress, file writes."""
