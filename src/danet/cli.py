@@ -1,5 +1,4 @@
-"""The ``danet`` command: train | eval | predict | attention | export | demo | inspect | convert |
-explore.
+"""The danet command: train, eval, predict, attention, export, demo, inspect, convert, explore.
 
 Each command parses its flags and calls one library function. Bad input ends with a one-line
 error that names the culprit and exit status 2 (``--debug`` shows the traceback). Building the
@@ -98,7 +97,8 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each flag's default, except where there is none (recipe flags show the recipe's)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+        empty = action.default in (None, False, []) or action.default is argparse.SUPPRESS
+        if empty or "default" in (action.help or ""):  # the help says its default itself
             return action.help
         return super()._get_help_string(action)
 
@@ -143,7 +143,7 @@ def _add_device(p: argparse.ArgumentParser, default: str | None = "auto") -> Non
 
 
 def _add_quiet(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--quiet", action="store_true", help="no progress output, no device line")
 
 
 def _add_inference(p: argparse.ArgumentParser) -> None:
@@ -156,14 +156,32 @@ def _add_inference(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
+def _add_train(sub: argparse._SubParsersAction, recipe_name: str | None = None) -> None:
     d = TrainConfig()
+    given = None
+    if recipe_name:
+        try:
+            given = TrainConfig.from_file(recipe_name)
+        except (ValueError, OSError):  # a bad --config is reported when the command runs
+            given = None
     p = _parser(sub, "train", "train DANet with the paper's recipe; flags override --config")
+    p.epilog = (
+        f"Values in parentheses: the built-in recipe's and, where it differs, --config "
+        f"{recipe_name}'s, which is what runs."
+        if given
+        else "Values in parentheses: the built-in recipe's, what runs without --config. "
+        "'danet train --config camvid --help' shows a recipe's own values."
+    )
 
     def recipe(flag: str, text: str, **kwargs: Any) -> None:
-        """A flag that overrides the recipe field of its name; its help shows the recipe's value."""
-        default = getattr(d, flag[2:].replace("-", "_"))
-        p.add_argument(flag, help=f"{text} (recipe default: {default})", **kwargs)
+        """A flag that overrides the recipe field of its name; its help shows the recipe's value
+        (and that of the --config given, where it differs)."""
+        field = flag[2:].replace("-", "_")
+        default = getattr(d, field)
+        note = f"default: {default}"
+        if given is not None and getattr(given, field) != default:
+            note += f"; --config {recipe_name}: {getattr(given, field)}"
+        p.add_argument(flag, help=f"{text} ({note})", **kwargs)
 
     switch = dict(action=argparse.BooleanOptionalAction, default=None)
     p.add_argument(
@@ -238,22 +256,29 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8", action="store_true", help="onnxruntime: static int8 (QDQ)")
 
 
-def _add_eval(sub: argparse._SubParsersAction) -> None:
-    p = _parser(sub, "eval", "mIoU of a checkpoint on a dataset split")
-    _add_checkpoint(p)
+def _add_dataset(p: argparse.ArgumentParser) -> None:
+    """``--dataset``, ``--data-root`` and ``--split``, defaulting to the training run's."""
     p.add_argument(
         "--dataset",
         help=f"dataset layout: {', '.join(sorted(DATASETS))} (default: the run's, from "
         "run_config.json beside the checkpoint)",
     )
     p.add_argument("--data-root", help="the dataset's folder (default: the run's)")
-    p.add_argument("--split", help="split to evaluate (default: the run's val split, else 'val')")
+    p.add_argument("--split", help="split to use (default: the run's val split, else 'val')")
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = _parser(sub, "eval", "mIoU of a checkpoint on a dataset split")
+    _add_checkpoint(p)
+    _add_dataset(p)
     _add_inference(p)
     _add_device(p)
     p.add_argument(
         "--diagnostics", action="store_true", help="also measure the attention (as danet inspect)"
     )
-    p.add_argument("--json", help="write the metrics here")
+    p.add_argument(
+        "--json", help="write the metrics here (strict JSON: an absent class's IoU is null)"
+    )
     _add_quiet(p)
     _add_backend(p)
 
@@ -267,8 +292,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--resize",
         choices=RESIZE_MODES,
         default=None,
-        help="keep-aspect (default with --backend torch): short side to the input size's; "
-        "squash (default with onnxruntime, whose file has a fixed size): to exactly the input "
+        help="keep-aspect (default): short side to the input size's, with either backend; "
+        "squash (default for an .onnx file exported at a fixed size): to exactly the input "
         "size; none: the image's own size",
     )
     p.add_argument(
@@ -280,13 +305,16 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--max-pixels",
         type=_positive_int,
         default=None,
-        help=f"refuse larger images (default {MAX_PIXELS}, about 150 bytes a pixel)",
+        help=f"refuse larger images (default {MAX_PIXELS}; a photo costs about 10 bytes a pixel "
+        "on top of the model)",
     )
     p.add_argument(
         "--legend", choices=LEGENDS, default="color", help="which outputs get a class legend"
     )
     p.add_argument(
-        "--overlay-video", action="store_true", help="also write <video>_overlay.mp4 per video"
+        "--overlay-video",
+        action="store_true",
+        help="also write <video>_overlay.mp4 (H.264) per video",
     )
     p.add_argument(
         "--strict", action="store_true", help="stop at the first unreadable file (default: skip it)"
@@ -306,6 +334,7 @@ def _add_attention(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="attention", help="output folder")
     _add_device(p)
+    _add_quiet(p)
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -322,6 +351,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all-heads", action="store_true", help="also export the pam/cam logits")
     p.add_argument("--int8", action="store_true", help="onnxruntime static int8 (QDQ)")
     p.add_argument("--calibration", nargs="+", help="int8: images or folders of the dataset")
+    _add_device(p, default="cpu")
+    _add_quiet(p)
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -336,9 +367,7 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
         sub, "inspect", "is the attention alive: PAM lift/entropy, CAM saturation, gammas, mIoU"
     )
     _add_checkpoint(p)
-    p.add_argument("--dataset", required=True, help="dataset layout")
-    p.add_argument("--data-root", required=True, help="the dataset's folder")
-    p.add_argument("--split", default="val", help="split to measure")
+    _add_dataset(p)
     p.add_argument("--max-images", type=int, help="only the first N images of the split")
     p.add_argument(
         "--reach-radius",
@@ -347,7 +376,8 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
         help="keys within this Chebyshev distance (feature pixels) count as local (default: 3)",
     )
     _add_device(p)
-    p.add_argument("--json", help="write the figures here")
+    p.add_argument("--json", help="write the figures here (strict JSON)")
+    _add_quiet(p)
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
@@ -391,16 +421,29 @@ def _add_explore(sub: argparse._SubParsersAction) -> None:
     _add_device(p)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``danet`` command."""
+def _recipe_in(argv: list[str]) -> str | None:
+    """The value of ``--config`` in a ``danet train`` command line, for its ``--help``."""
+    if "train" not in argv:
+        return None
+    for k, arg in enumerate(argv):
+        if arg == "--config" and k + 1 < len(argv):
+            return argv[k + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``danet`` command; ``argv``'s ``train --config`` recipe, if
+    any, gives the defaults that ``danet train --help`` shows."""
     from danet import __version__
 
     parser = _Parser(prog="danet", description=__doc__.splitlines()[0], formatter_class=_Formatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"danet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub, _recipe_in(argv or []))
     for add in (
-        _add_train,
         _add_eval,
         _add_predict,
         _add_attention,
@@ -440,8 +483,11 @@ def run_train(args: argparse.Namespace) -> None:
     metrics = train(
         cfg, resume=args.resume, changes=given, quiet=args.quiet, overwrite=args.overwrite
     )
-    if metrics:
+    if os.environ.get("RANK", "0") != "0":
+        return
+    if metrics and args.quiet:  # without --quiet, the last validation's line says it already
         print(f"val mIoU {100 * metrics['miou']:.2f}%  pixel acc {100 * metrics['pixel_acc']:.2f}%")
+    print(f"model: {Path(cfg.out) / 'model.safetensors'} (use it with --checkpoint {cfg.out})")
 
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
@@ -484,6 +530,7 @@ def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
         device=args.device,
         json_path=args.json,
         reach_radius=args.reach_radius,
+        quiet=args.quiet,
     )
 
 
@@ -505,7 +552,8 @@ def run_attention(args: argparse.Namespace) -> None:
     written = attention_figures(
         args.checkpoint, args.image, points, args.out, args.channels, args.device
     )
-    print("\n".join(str(path) for path in written))
+    if not args.quiet:
+        print("\n".join(str(path) for path in written))
 
 
 def run_export(args: argparse.Namespace) -> None:
@@ -530,8 +578,10 @@ def run_export(args: argparse.Namespace) -> None:
         all_heads=args.all_heads,
         int8=args.int8,
         calibration=args.calibration,
+        device=args.device,
     )
-    print(f"wrote {path}")
+    if not args.quiet:
+        print(f"wrote {path}")
 
 
 def run_demo(args: argparse.Namespace) -> None:
@@ -608,7 +658,8 @@ def main(argv: list[str] | None = None) -> int:
     # process wants the same cores; waiting passively costs little. Set here, before torch
     # loads, because the process is ours (not on import).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     own_signals = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if own_signals else None
     try:

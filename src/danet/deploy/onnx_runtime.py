@@ -60,6 +60,16 @@ class OnnxModel(nn.Module):
         """Number of output classes."""
         return self.config["num_classes"]
 
+    @property
+    def class_names(self) -> list[str]:
+        """The class names, in label order."""
+        return list(self.config["class_names"])
+
+    @property
+    def fixed_size(self) -> bool:
+        """Whether the file takes only its ``input_size`` (exported without ``--dynamic``)."""
+        return all(isinstance(n, int) for n in self.input_shape[2:])
+
     def _check_size(self, x: torch.Tensor) -> None:
         for axis, (want, got) in enumerate(zip(self.input_shape[2:], x.shape[2:], strict=True)):
             if isinstance(want, int) and want != got:

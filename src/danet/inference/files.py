@@ -21,12 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import torch.distributed as dist
 
 from danet.data import DataError, read_image
 from danet.data.io import IMAGE_EXTENSIONS, MAX_PIXELS, list_images
-from danet.data.transforms import normalize
 from danet.deploy.backend import open_model
 from danet.inference.legend import add_legend, classes_by_area
 from danet.inference.render import (
@@ -44,7 +42,7 @@ from danet.inference.video import (
     video_frames,
     write_overlay_video,
 )
-from danet.model.segment import check_run_size, predict_probs, run_sizes
+from danet.model.segment import check_run_size, predict_labels, run_sizes, small_image_warning
 from danet.options import LEGENDS, Backend, Legend, ResizeMode, check_choice
 from danet.utils.atomic import remove_stale_temp_files
 from danet.utils.distributed import cleanup, init_distributed
@@ -191,7 +189,8 @@ def _frames(
             if strict:
                 raise
             skipped.append(err)
-            print(f"danet: warning: skipped {err}", file=sys.stderr)
+            if len(files) > 1 or count > 0:  # else it is the only error, raised at the end
+                print(f"danet: warning: skipped {err}", file=sys.stderr)
         expected = len(range(start + (rank - start) % world, start + promised, world))
         if shortfall is not None and expected > mine:
             shortfall(expected - mine)
@@ -231,7 +230,7 @@ def predict_paths(
     sliding_window: bool = False,
     batch_size: int = 4,
     device: str = "cpu",
-    resize: ResizeMode = "keep-aspect",
+    resize: ResizeMode | None = None,
     input_size: Sequence[int] | None = None,
     strict: bool = False,
     legend: Legend = "color",
@@ -250,7 +249,8 @@ def predict_paths(
     legend to the ``"color"`` images (default), the ``"overlay"`` ones, ``"both"`` or ``"none"``;
     the image keeps its pixels at the top left. ``overlay_video`` also writes
     ``<video-stem>_overlay.mp4`` per video. ``resize`` and ``input_size`` (default: the
-    checkpoint's) say how an image meets the model (:mod:`danet.model.segment`). Unreadable files
+    checkpoint's) say how an image meets the model (:mod:`danet.model.segment`; by default
+    ``"keep-aspect"``, or ``"squash"`` for an ONNX file exported at a fixed size). Unreadable files
     are reported on stderr and skipped, unless ``strict`` (when none can be read, the first
     one's ``DataError`` is raised). Returns the written paths. Images
     over ``max_pixels`` (default ``danet.data.io.MAX_PIXELS``) are refused (skipped unless
@@ -269,6 +269,8 @@ def predict_paths(
     model = open_model(checkpoint, backend, int8, device)
     if model.num_classes > 256:
         raise ValueError(f"{checkpoint}: {model.num_classes} classes do not fit a uint8 label PNG")
+    if resize is None:
+        resize = "squash" if getattr(model, "fixed_size", False) else "keep-aspect"
     palette = model_palette(model)
     names = class_names(model)
     input_size = input_size or model.config.get("input_size")
@@ -297,27 +299,32 @@ def predict_paths(
 
         frames = _frames(files, strict, skipped, max_pixels, rank, world, check, shortfall)
         for batch in _batches(frames, batch_size, max_pixels, run_pixels):
-            x = torch.stack([normalize(image, model.mean, model.std) for _, image in batch])
-            probs = predict_probs(
-                model, x.to(device), scales, flip, sliding_window, input_size, resize, max_pixels
-            )
-            labels = probs.argmax(1).to(torch.uint8).cpu().numpy()  # (B, H, W)
+            images = [image for _, image in batch]
+            labels = predict_labels(
+                model, images, scales, flip, sliding_window, input_size, resize, device, max_pixels
+            )  # (B, H, W) uint8
             for (name, image), label in zip(batch, labels, strict=True):
-                color = colorize(label, palette)
-                blended = overlay(image, color)
-                if legend != "none":
-                    shown = classes_by_area(label, model.num_classes)
-                    if legend in ("color", "both"):
-                        color = add_legend(color, shown, names, palette)
-                    if legend in ("overlay", "both"):
-                        blended = add_legend(blended, shown, names, palette)
+                message = small_image_warning(*image.shape[:2], input_size)
+                if message:
+                    print(f"danet: warning: {name}: {message}", file=sys.stderr)
                 stem = out / name
                 stem.parent.mkdir(parents=True, exist_ok=True)
-                written += [
-                    save_label_png(label, palette, stem.with_name(f"{stem.name}_{OUTPUTS[0]}.png")),
-                    save_png(color, stem.with_name(f"{stem.name}_{OUTPUTS[1]}.png")),
-                    save_png(blended, stem.with_name(f"{stem.name}_{OUTPUTS[2]}.png")),
-                ]
+                written.append(
+                    save_label_png(label, palette, stem.with_name(f"{stem.name}_{OUTPUTS[0]}.png"))
+                )
+                shown = classes_by_area(label, model.num_classes) if legend != "none" else []
+                # each picture is written and let go before the next: a photo's memory is a few
+                # copies of its pixels, not one per output
+                color = colorize(label, palette)
+                blended = overlay(image, color)
+                if legend in ("color", "both"):
+                    color = add_legend(color, shown, names, palette)
+                written.append(save_png(color, stem.with_name(f"{stem.name}_{OUTPUTS[1]}.png")))
+                del color
+                if legend in ("overlay", "both"):
+                    blended = add_legend(blended, shown, names, palette)
+                written.append(save_png(blended, stem.with_name(f"{stem.name}_{OUTPUTS[2]}.png")))
+                del blended
                 overlays[name] = written[-1]
             bar.update(len(batch))
     if overlay_video:
@@ -329,7 +336,7 @@ def predict_paths(
     if skipped and not written:  # nothing could be read: an error, as with --strict
         if len(skipped) == 1:
             raise skipped[0]
-        raise DataError(f"none of the {len(skipped)} inputs could be read; first: {skipped[0]}")
+        raise DataError(f"none of the {len(skipped)} inputs could be read (warnings above)")
     if skipped:
         print(f"danet: warning: skipped {len(skipped)} unreadable file(s)", file=sys.stderr)
     return written
@@ -345,8 +352,7 @@ def predict_command(
     **options: Any,
 ) -> list[Path]:
     """``danet predict``: :func:`predict_paths`, a share of the inputs per rank under torchrun,
-    and a summary on stdout. ``resize`` defaults to ``"keep-aspect"`` with the torch backend and
-    ``"squash"`` with onnxruntime (whose file has a fixed size)."""
+    and a summary on stdout. ``resize`` defaults as in :func:`predict_paths`."""
     rank, world, dev = init_distributed(device)
     try:
         written = predict_paths(
@@ -354,7 +360,7 @@ def predict_command(
             inputs,
             out,
             device=str(dev),
-            resize=resize or ("squash" if backend == "onnxruntime" else "keep-aspect"),
+            resize=resize,
             backend=backend,
             **options,
         )

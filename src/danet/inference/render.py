@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 from torch import nn
@@ -27,8 +28,7 @@ def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
 
 def overlay(image: np.ndarray, color: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
     """Alpha-blend a colour label image onto an RGB image (both HxWx3 uint8)."""
-    blend = (1 - alpha) * image.astype(np.float32) + alpha * color.astype(np.float32)
-    return (blend + 0.5).astype(np.uint8)
+    return cv2.addWeighted(image, 1 - alpha, color, alpha, 0.0)  # uint8 throughout, rounded
 
 
 def save_label_png(labels: np.ndarray, palette: np.ndarray, path: Path) -> Path:

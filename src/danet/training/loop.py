@@ -42,6 +42,7 @@ from danet.training.runfolder import (
     has_row,
     locked,
     truncate_log,
+    warn,
 )
 from danet.utils.atomic import remove_stale_temp_files, write_text
 from danet.utils.device import resolve_precision
@@ -340,6 +341,12 @@ def _train(
         raise ValueError(
             f"--iters/--epochs: the run in {run} already did {start} iterations, more than the "
             f"{total} asked for; --resume can extend a run, not shorten it"
+        )
+    if cfg.warmup_iters > total and start == 0 and is_main():
+        reached = poly_lr(cfg.lr, total - 1, total, cfg.poly_power, cfg.warmup_iters)
+        warn(
+            f"--iters {total} is shorter than the warm-up ({cfg.warmup_iters} iterations): the "
+            f"learning rate peaks at {reached:.2e}, not the recipe's {cfg.lr:.2e}"
         )
     net: nn.Module = model
     if world > 1:

@@ -51,14 +51,19 @@ def locked(run: str | Path) -> Iterator[Path]:
     """Hold an exclusive ``fcntl`` lock on ``run/.danet-train.lock`` for the life of a run.
 
     A second run into the same folder fails at once with :class:`RunFolderBusy`. The lock goes
-    with the process, so a killed run never leaves a stale one.
+    with the process, so a killed run never leaves a stale one. A folder that this call created
+    and that holds nothing but the lock when the run ends (it failed before writing anything) is
+    removed.
     """
     run = Path(run)
+    created = not run.exists()
     run.mkdir(parents=True, exist_ok=True)
     fd = os.open(run / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    held = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
         except BlockingIOError:
             raise RunFolderBusy(
                 f"{run}: another danet train is running in this folder (it holds "
@@ -66,6 +71,9 @@ def locked(run: str | Path) -> Iterator[Path]:
             ) from None
         yield run
     finally:
+        if held and created and {p.name for p in run.iterdir()} == {LOCK_NAME}:
+            (run / LOCK_NAME).unlink()  # while still holding it
+            run.rmdir()
         os.close(fd)
 
 
