@@ -194,7 +194,7 @@ def test_train_help_shows_the_recipe_of_its_config(capsys: pytest.CaptureFixture
     assert "recipe default" not in built_in and "--config camvid --help" in built_in
     options = _help(["train", "--config", "camvid", "--help"], capsys).split("\n  --")
     helps = {o.split()[0]: " ".join(o.split()) for o in options}
-    for flag, value in [("cam-variant", "original"), ("pam-scale", "learned"),
+    for flag, value in [("cam-variant", "original"), ("affinity-target", "uniform"),
                         ("crop-size", "[256, 320]"), ("workers", "1")]:  # fmt: skip
         assert helps[flag].endswith(f"; --config camvid: {value})"), helps[flag]
 
