@@ -75,7 +75,7 @@ def test_eval_matches_hand_computation(camvid_root: Path, tmp_path: Path, small_
     correct = total = 0
     model = danet.load(tmp_path / "m")  # as eval loads it (channels_last on the CPU)
     for image, mask in build_dataset("camvid", camvid_root, "val"):
-        x = normalize(image, model.mean, model.std)[None]  # as eval: the labels' source is
+        x = normalize(image, model.mean, model.std)[None]  # the labels as eval makes them
         size = model.config.get("input_size")
         pred = predict_probs(model, x, (0.75, 1.0), True, False, size).argmax(1)[0].numpy()
         valid = mask != 255
