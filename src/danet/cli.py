@@ -1,4 +1,4 @@
-"""The danet command: train | eval | predict | attention | export | demo | inspect | convert.
+"""The danet command: train, eval, predict, attention, export, demo, inspect, convert, explore.
 
 Each command parses its flags and calls one library function. Bad input ends with a one-line
 error that names the culprit and exit status 2 (``--debug`` shows the traceback). Building the
@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -31,6 +33,8 @@ from danet.options import (
     RESIZE_MODES,
 )
 from danet.training.config import TrainConfig
+from danet.utils.atomic import remove_stale_temp_files
+from danet.utils.bounds import INPUT_SIZE_RULE, MIN_INPUT_SIDE, input_size_ok
 from danet.utils.writable import check_writable_dir, check_writable_file
 
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError)
@@ -38,8 +42,30 @@ DEFAULT_CHECKPOINT = "camvid"  # the bundled model: the same default in every co
 
 
 def _size(text: str) -> list[int]:
-    parts = [int(p) for p in text.replace("x", ",").split(",")]
+    """N or H,W (also HxW) as [H, W] (their range is the recipe's check)."""
+    try:
+        parts = [int(p) for p in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not N or H,W (integers)") from None
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"{text!r}: give N or H,W, two integers at most")
     return parts * 2 if len(parts) == 1 else parts
+
+
+def _input_size(text: str) -> list[int]:
+    """A model's input size: H,W (or N) within danet.utils.bounds.INPUT_SIZE_RULE."""
+    size = _size(text)
+    if not input_size_ok(size):
+        raise argparse.ArgumentTypeError(f"{text!r}: give {INPUT_SIZE_RULE}")
+    return size
+
+
+def _side(text: str) -> int:
+    """One side of an input size (export's --height/--width)."""
+    value = int(text)
+    if value < MIN_INPUT_SIDE:
+        raise argparse.ArgumentTypeError(f"{value} must be at least {MIN_INPUT_SIDE}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -197,7 +223,7 @@ def _add_train(sub: argparse._SubParsersAction, recipe_name: str | None = None) 
     recipe("--attention-lr-mult", "extra lr factor on attention params", type=float)
     recipe("--attention-weight-decay", "weight decay of gamma and scale", type=float)
     recipe("--aux-head", "FCN auxiliary head on c3", **switch)
-    recipe("--input-size", "native H,W for eval/predict/export", type=_size)
+    recipe("--input-size", "native H,W for eval/predict/export", type=_input_size)
     recipe("--crop-size", "training crop, N or H,W", type=_size)
     recipe("--base-size", "resize images to H,W before scaling", type=_size)
     recipe("--batch-size", "images per step", type=int)
@@ -212,6 +238,11 @@ def _add_train(sub: argparse._SubParsersAction, recipe_name: str | None = None) 
     recipe("--amp", "float16 mixed precision on CUDA", **switch)
     recipe("--channels-last", "NHWC model and batches", **switch)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run in an --out that holds other files (a model, an earlier run)",
+    )
     _add_quiet(p)
 
 
@@ -265,7 +296,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "squash (default for an .onnx file exported at a fixed size): to exactly the input "
         "size; none: the image's own size",
     )
-    p.add_argument("--input-size", type=_size, help="H,W (default: the checkpoint's input size)")
+    p.add_argument(
+        "--input-size", type=_input_size, help="H,W (default: the checkpoint's input size)"
+    )
     _add_inference(p)
     p.add_argument("--batch-size", type=_positive_int, default=4, help="images per forward pass")
     p.add_argument(
@@ -308,13 +341,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p = _parser(sub, "export", "write ONNX that onnxruntime runs")
     _add_checkpoint(p)
     p.add_argument("--onnx", required=True, help="the .onnx file to write")
-    p.add_argument("--input-size", type=_size, help="H,W (default: the checkpoint's input size)")
     p.add_argument(
-        "--height", type=_positive_int, help="the input size's H (alias kept for old scripts)"
+        "--input-size", type=_input_size, help="H,W (default: the checkpoint's input size)"
     )
-    p.add_argument(
-        "--width", type=_positive_int, help="the input size's W (alias kept for old scripts)"
-    )
+    p.add_argument("--height", type=_side, help="the input size's H (alias kept for old scripts)")
+    p.add_argument("--width", type=_side, help="the input size's W (alias kept for old scripts)")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
     p.add_argument("--opset", type=_opset, default=17, help="ONNX opset")
     p.add_argument("--all-heads", action="store_true", help="also export the pam/cam logits")
@@ -352,16 +383,42 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
 def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = _parser(sub, "convert", "mmsegmentation's or the authors' DANet checkpoint -> model folder")
     p.add_argument("src", help="the .pth / .pth.tar file (read without running code)")
-    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--out", required=True, help="model folder to write (new or empty)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the model in an --out that holds one"
+    )
     p.add_argument("--format", default="auto", help="auto, mmseg or original")
     p.add_argument("--dataset", help="class names and palette when the checkpoint has none")
-    p.add_argument("--input-size", type=_size, help="native H,W for eval/predict/export")
+    p.add_argument("--input-size", type=_input_size, help="native H,W for eval/predict/export")
     p.add_argument(
         "--align-corners",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="of the logits' upsampling (default: what the format and the checkpoint's config say)",
     )
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (1 to 65535)")
+    return value
+
+
+def _add_explore(sub: argparse._SubParsersAction) -> None:
+    p = _parser(
+        sub, "explore", "a local web page: click a pixel, see where it attends (danet[app])"
+    )
+    _add_checkpoint(p)
+    p.add_argument("--compare", help="a second checkpoint, shown side by side")
+    p.add_argument("--port", type=_port, default=7860, help="serve on 127.0.0.1:PORT")
+    p.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        default=None,
+        help=f"refuse larger uploads (default {MAX_PIXELS}, as danet predict)",
+    )
+    _add_device(p)
 
 
 def _recipe_in(argv: list[str]) -> str | None:
@@ -396,6 +453,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     ):
         add(sub)
     _add_convert(sub)
+    _add_explore(sub)
     return parser
 
 
@@ -415,12 +473,16 @@ def run_train(args: argparse.Namespace) -> None:
     from danet.training.config import recipe_from_flags
     from danet.training.loop import train
 
-    skip = {"config", "resume", "command", "debug", "quiet"}
+    skip = {"config", "resume", "command", "debug", "quiet", "overwrite"}
     flags = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
     cfg, given = recipe_from_flags(args.config, flags, args.resume)
     if not args.resume:
         say_device(cfg.device, args.quiet)
-    metrics = train(cfg, resume=args.resume, changes=given, quiet=args.quiet)
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the run in --out, --overwrite starts anew: give one")
+    metrics = train(
+        cfg, resume=args.resume, changes=given, quiet=args.quiet, overwrite=args.overwrite
+    )
     if os.environ.get("RANK", "0") != "0":
         return
     if metrics and args.quiet:  # without --quiet, the last validation's line says it already
@@ -434,6 +496,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.json:
         check_writable_file(args.json)  # before the evaluation is spent
+        remove_stale_temp_files(Path(args.json).parent, (Path(args.json).name,))
     return evaluate_checkpoint(
         args.checkpoint,
         args.dataset,
@@ -457,6 +520,7 @@ def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.json:
         check_writable_file(args.json)  # before the evaluation is spent
+        remove_stale_temp_files(Path(args.json).parent, (Path(args.json).name,))
     return inspect_checkpoint(
         args.checkpoint,
         args.dataset,
@@ -498,6 +562,12 @@ def run_export(args: argparse.Namespace) -> None:
 
     check_writable_file(args.onnx)
     height, width = args.input_size or (args.height, args.width)
+    for flag, value, size in (("--height", args.height, height), ("--width", args.width, width)):
+        if value is not None and value != size:
+            raise ValueError(
+                f"--input-size {args.input_size[0]},{args.input_size[1]} and {flag} {value} "
+                "disagree; give --input-size or --height/--width"
+            )
     path = export_onnx(
         args.checkpoint,
         args.onnx,
@@ -527,9 +597,25 @@ def run_convert(args: argparse.Namespace) -> None:
     from danet.convert import convert
 
     report = convert(
-        args.src, args.out, args.format, args.dataset, args.input_size, args.align_corners
+        args.src,
+        args.out,
+        args.format,
+        args.dataset,
+        args.input_size,
+        args.align_corners,
+        overwrite=args.overwrite,
     )
     print(report.summary())
+
+
+def run_explore(args: argparse.Namespace) -> None:
+    """``danet explore``: needs the optional Gradio (``pip install 'danet[app]'``)."""
+    from danet.app import require_gradio
+
+    require_gradio()
+    from danet.app.ui import serve
+
+    serve(args.checkpoint, args.compare, args.port, args.max_pixels, args.device)
 
 
 COMMANDS = {
@@ -541,6 +627,7 @@ COMMANDS = {
     "demo": run_demo,
     "inspect": run_inspect,
     "convert": run_convert,
+    "explore": run_explore,
 }
 
 
@@ -560,6 +647,11 @@ def _check_device(args: argparse.Namespace) -> None:
         args.device = say_device(args.device, getattr(args, "quiet", False))
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM as Ctrl-C: an exception, so that files being written are cleaned up."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     # OpenMP threads that spin while waiting slow a CPU run down many times as soon as another
@@ -568,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
+    own_signals = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if own_signals else None
     try:
         _check_device(args)
         COMMANDS[args.command](args)
@@ -578,8 +672,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"danet {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        name = err.args[0] if err.args else "SIGINT"
+        print(f"danet {args.command}: interrupted ({name})", file=sys.stderr)
         return 130
+    finally:
+        if own_signals:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -28,7 +28,7 @@ from danet.data.classes import class_names_or_default, palette_or_default
 from danet.deploy.quantize import calibration_size, default_calibration, quantize_int8
 from danet.model.attention import PositionAttention
 from danet.model.danet import DANet, load
-from danet.utils.atomic import atomic_write
+from danet.utils.atomic import atomic_write, remove_stale_temp_files
 
 DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
 
@@ -91,11 +91,13 @@ def export_onnx(
     model = model.eval()
     origin = "model" if isinstance(checkpoint, DANet) else str(checkpoint)  # for messages
     native = model.config.get("input_size") or (None, None)
-    height, width = height or native[0], width or native[1]
+    height = native[0] if height is None else height
+    width = native[1] if width is None else width
     if height is None or width is None:
         raise ValueError(f"{origin}: the checkpoint has no input_size; pass --height and --width")
     if height < 8 or width < 8:
         raise ValueError(f"height={height}, width={width}: both must be at least 8 pixels")
+    remove_stale_temp_files(Path(onnx_path).parent, (Path(onnx_path).name,))  # of killed exports
     if int8:
         images = calibration or default_calibration(model, origin)
         with tempfile.TemporaryDirectory() as tmp:

@@ -21,6 +21,8 @@ from danet.model.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     bundled_models,
+    check_finite,
+    check_metadata,
     check_shapes,
     model_file,
     read_config_beside,
@@ -254,6 +256,9 @@ def _build(
     """
     if not isinstance(config, dict):
         raise ValueError(f"{origin}: the model config is not a JSON object")
+    num_classes = config.get("num_classes")
+    if isinstance(num_classes, int) and not isinstance(num_classes, bool) and num_classes > 0:
+        check_metadata(config, num_classes, str(origin))
     args = {k: v for k, v in config.items() if k != "pretrained"}
     try:
         with torch.device("meta"):
@@ -267,6 +272,7 @@ def _build(
 def set_weights(model: nn.Module, state: dict[str, torch.Tensor], origin: Path) -> nn.Module:
     """Put ``state`` into ``model`` strictly (a shape mismatch names the tensor); eval mode."""
     check_shapes(model.state_dict(), {k: v.shape for k, v in state.items()}, origin)
+    check_finite(state, origin)
     model.load_state_dict(state, strict=True)
     return model.eval()
 

@@ -32,10 +32,12 @@ import torch.nn.functional as F
 from PIL import ImageOps
 from torch import nn
 
-from danet.data.io import array_to_rgb, read_image
+from danet.data.io import MAX_PIXELS, DataError, array_to_rgb, read_image
 from danet.data.transforms import normalize
 from danet.options import RESIZE_MODES, ResizeMode, check_choice
 
+MAX_WINDOWS = 1024
+"""The most ``--sliding-window`` windows one image may take (all scales and flips together)."""
 ORIENTATION = 0x0112  # the EXIF tag
 
 
@@ -61,6 +63,41 @@ def inference_size(
         return int(input_size[0]), int(input_size[1])
     scale = min(input_size) / min(height, width)
     return max(round(height * scale), 1), max(round(width * scale), 1)
+
+
+def run_sizes(
+    height: int,
+    width: int,
+    input_size: Sequence[int] | None,
+    resize: ResizeMode,
+    scales: Sequence[float] = (1.0,),
+    sliding_window: bool = False,
+) -> list[tuple[int, int]]:
+    """The (H, W) the model runs at for each scale (the image's own size with sliding windows)."""
+    base = (height, width) if sliding_window else inference_size(height, width, input_size, resize)
+    return [(max(round(base[0] * s), 8), max(round(base[1] * s), 8)) for s in scales]
+
+
+def check_run_size(
+    height: int,
+    width: int,
+    input_size: Sequence[int] | None,
+    resize: ResizeMode,
+    scales: Sequence[float] = (1.0,),
+    sliding_window: bool = False,
+    max_pixels: int | None = None,
+    origin: str = "image",
+) -> None:
+    """Refuse, before anything is allocated, an image whose run size (:func:`run_sizes`) is over
+    the pixel budget: a thin 2x4000 image under ``keep-aspect`` runs at 360x720000."""
+    budget = MAX_PIXELS if max_pixels is None else max_pixels
+    for h, w in run_sizes(height, width, input_size, resize, scales, sliding_window):
+        if h * w > budget:
+            raise DataError(
+                f"{origin}: this {width}x{height} image would run at {w}x{h} ({h * w} pixels) "
+                f"under --resize {resize}, over the pixel budget of {budget} (--max-pixels "
+                "raises it; --resize squash runs at the input size)"
+            )
 
 
 SMALL_FACTOR = 4
@@ -107,6 +144,39 @@ def _sliding(model: nn.Module, x: torch.Tensor, window: Sequence[int]) -> torch.
     return (out / count)[:, :, :h, :w]
 
 
+def count_windows(height: int, width: int, window: Sequence[int]) -> int:
+    """How many ``window``-sized crops :func:`_sliding` runs on a ``height`` x ``width`` image."""
+    wh, ww = window
+    rows = _windows(max(height, wh), wh, math.ceil(wh * 2 / 3))
+    cols = _windows(max(width, ww), ww, math.ceil(ww * 2 / 3))
+    return len(rows) * len(cols)
+
+
+def check_bounds(
+    height: int,
+    width: int,
+    scales: Sequence[float],
+    flip: bool,
+    sliding_window: bool,
+    input_size: Sequence[int] | None,
+    resize: ResizeMode,
+    max_pixels: int | None = None,
+) -> list[tuple[int, int]]:
+    """Refuse an image whose run size is over the pixel budget (:func:`check_run_size`) or that
+    would take more than :data:`MAX_WINDOWS` sliding windows; return its run sizes."""
+    check_run_size(height, width, input_size, resize, scales, sliding_window, max_pixels)
+    sizes = run_sizes(height, width, input_size, resize, scales, sliding_window)
+    if sliding_window and input_size is not None:
+        windows = sum(count_windows(*size, input_size) for size in sizes) * (2 if flip else 1)
+        if windows > MAX_WINDOWS:
+            raise ValueError(
+                f"--sliding-window: a {width}x{height} image takes {windows} windows of "
+                f"{input_size[1]}x{input_size[0]}, more than the {MAX_WINDOWS} allowed; a larger "
+                "--input-size (or fewer --scales) takes fewer"
+            )
+    return sizes
+
+
 @torch.no_grad()
 def predict_probs(
     model: nn.Module,
@@ -116,18 +186,20 @@ def predict_probs(
     sliding_window: bool = False,
     input_size: Sequence[int] | None = None,
     resize: ResizeMode = "squash",
+    max_pixels: int | None = None,
 ) -> torch.Tensor:
     """Class probabilities (B, K, H, W) for a normalised batch, averaged over scales and flips.
 
     Without ``sliding_window``, the image is resized to :func:`inference_size` for ``input_size``
     (the model's native size, when it has one) and ``resize``, times each scale. With it, the
-    image keeps its size (times each scale) and is covered by ``input_size`` windows.
+    image keeps its size (times each scale) and is covered by ``input_size`` windows, at most
+    :data:`MAX_WINDOWS` of them. A run size over ``max_pixels`` (default
+    ``danet.data.io.MAX_PIXELS``) is refused before it is allocated.
     """
     h, w = x.shape[-2:]
-    base = (h, w) if sliding_window else inference_size(h, w, input_size, resize)
+    sizes = check_bounds(h, w, scales, flip, sliding_window, input_size, resize, max_pixels)
     total = x.new_zeros(())
-    for scale in scales:
-        size = (max(round(base[0] * scale), 8), max(round(base[1] * scale), 8))
+    for size in sizes:
         xs = x if size == (h, w) else F.interpolate(x, size, mode="bilinear", align_corners=False)
         for flipped in (False, True) if flip else (False,):
             xi = xs.flip(-1) if flipped else xs
@@ -229,15 +301,18 @@ def predict_labels(
     input_size: Sequence[int] | None = None,
     resize: str = "keep-aspect",
     device: str | torch.device | None = None,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """Labels (B, H, W) for HxWx3 uint8 RGB ``images`` of one size, in memory bounded by the
     model's input size (module docstring).
 
     The probabilities are averaged over ``scales`` and flips at the size the image is run at
     (:func:`inference_size`), then upsampled to the image's size with :func:`upsampled_argmax`.
+    Images over the pixel budget ``max_pixels`` or the window cap are refused first.
     """
     device = device or _device(model)
     h, w = images[0].shape[:2]
+    check_bounds(h, w, scales, flip, sliding_window, input_size, resize, max_pixels)  # type: ignore[arg-type]
     base = (h, w) if sliding_window else inference_size(h, w, input_size, resize)
     total: torch.Tensor | None = None
     for scale in scales:

@@ -44,6 +44,11 @@ class ConfusionMatrix:
         pred, target = pred[keep], target[keep]
         if target.numel() and (int(target.max()) >= n or int(target.min()) < 0):
             raise ValueError(f"target labels must lie in 0..{n - 1} or be {self.ignore_index}")
+        if pred.numel() and (int(pred.max()) >= n or int(pred.min()) < 0):
+            raise ValueError(
+                f"predicted labels must lie in 0..{n - 1}, not {int(pred.min())}..{int(pred.max())} "
+                "(does the model output more classes than the dataset has?)"
+            )
         self.mat += torch.bincount(n * target + pred, minlength=n * n).reshape(n, n)
 
     def all_reduce(self) -> None:

@@ -1,5 +1,5 @@
-"""A training run's folder: the name of every file in it, an exclusive lock, stale temp files,
-and the metrics log.
+"""A training run's folder: the name of every file in it, an exclusive lock, and the metrics
+log (:func:`danet.utils.atomic.remove_stale_temp_files` removes the temp files of killed saves).
 
 The log, ``metrics.jsonl``, gets one JSON object per line. A line is appended with one
 ``write`` on an ``O_APPEND`` descriptor and, if that fails (a full disk), the file is cut back to
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from danet.model.checkpoint import CONFIG_NAME, TRAIN_STATE_NAME, WEIGHTS_NAME
-from danet.utils.atomic import write_text
+from danet.utils.atomic import read_json, write_text
 
 # A run folder is a model folder (CONFIG_NAME, WEIGHTS_NAME, TRAIN_STATE_NAME, named where the
 # model's files are defined) plus the log, its plot and the recipe the run was trained with.
@@ -77,19 +77,6 @@ def locked(run: str | Path) -> Iterator[Path]:
         os.close(fd)
 
 
-def remove_stale_temp_files(run: str | Path, names: tuple[str, ...]) -> list[Path]:
-    """Delete ``.<name>.*.tmp`` files that killed atomic writes of ``names`` left in ``run``.
-
-    Call it while holding :func:`locked`, so that no live write's temp file is taken.
-    """
-    removed = []
-    for name in names:
-        for path in Path(run).glob(f".{name}.*.tmp"):
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
-
-
 def append_row(path: str | Path, row: dict[str, Any]) -> None:
     """Append ``row`` as one JSON line, whole or not at all (a full disk leaves no torn line)."""
     data = (json.dumps(row) + "\n").encode()
@@ -144,10 +131,7 @@ def read_run_config(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / RUN_CONFIG_NAME
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    data = read_json(path)
     return data if isinstance(data, dict) else {}
 
 

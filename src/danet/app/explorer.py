@@ -1,0 +1,193 @@
+"""What ``danet explore`` computes: one forward pass per image, then one PAM row per click.
+
+Per image, :meth:`Explorer.features` runs the model once and keeps the position attention's
+``(s*Q, K)`` and the channel attention's input and weights. Per click, :meth:`Explorer.query`
+computes that pixel's single row ``softmax(s * q_i K^T)`` (N values, never the N x N matrix),
+the row's mass per class, its reach figures and the channels the pixel's CAM draws on.
+This module has no Gradio in it; ``danet.app.ui`` draws the page.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from danet.analysis.diagnostics import REACH_RADIUS, AttentionInputs, attention_modules, row_reach
+from danet.assets import samples_dir
+from danet.data.io import read_image, read_mask
+from danet.data.transforms import normalize
+from danet.inference.render import class_names, model_palette
+from danet.model.segment import inference_size
+
+SAMPLES_DIR = samples_dir("camvid")
+"""The bundled CamVid frames (``val/``) and their label masks (``valannot/``)."""
+WORK_PIXELS = 1024 * 1024
+"""The most pixels an image is run at, after its short side is brought to the model's."""
+TOP_CHANNELS = 5
+
+
+@dataclass
+class Picture:
+    """An image at the size the models run at, with its ground truth when known."""
+
+    name: str
+    rgb: np.ndarray  # (H, W, 3) uint8
+    labels: np.ndarray | None  # (H, W) int64 class indices, -1 unlabelled; None: no label file
+
+
+def sample_images() -> dict[str, Path]:
+    """The bundled sample images by name (file stem)."""
+    return {p.stem: p for p in sorted((SAMPLES_DIR / "val").glob("*.jpg"))}
+
+
+def work_size(height: int, width: int, input_size: list[int] | None) -> tuple[int, int]:
+    """(H, W) an image is shown and run at: its short side at the model's (keep-aspect), and at
+    most :data:`WORK_PIXELS` pixels."""
+    h, w = inference_size(height, width, input_size, "keep-aspect")
+    shrink = min(1.0, math.sqrt(WORK_PIXELS / (h * w)))
+    return max(round(h * shrink), 8), max(round(w * shrink), 8)
+
+
+def load_picture(
+    path: str | Path,
+    input_size: list[int] | None,
+    num_classes: int,
+    label_path: str | Path | None = None,
+    max_pixels: int | None = None,
+) -> Picture:
+    """Read an image (refused above the pixel budget, as ``danet predict`` does; a bad file
+    raises ``DataError`` naming it) and its label mask, resized to :func:`work_size`."""
+    rgb = read_image(path, max_pixels)
+    h, w = work_size(*rgb.shape[:2], input_size)
+    if (h, w) != rgb.shape[:2]:
+        rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
+    labels = None
+    if label_path is not None and Path(label_path).is_file():
+        mask = read_mask(label_path)
+        mask = np.asarray(Image.fromarray(mask.astype(np.int32)).resize((w, h), Image.NEAREST))
+        labels = np.where(mask < num_classes, mask, -1).astype(np.int64)
+    return Picture(Path(path).stem, rgb, labels)
+
+
+def load_sample(name: str, input_size: list[int] | None, num_classes: int) -> Picture:
+    """A bundled sample with its label mask."""
+    path = sample_images()[name]
+    return load_picture(path, input_size, num_classes, SAMPLES_DIR / "valannot" / f"{name}.png")
+
+
+@dataclass
+class Features:
+    """One model on one picture: what every click reuses."""
+
+    pred: np.ndarray  # (H, W) predicted classes
+    size: tuple[int, int]  # (h, w) of the attention's feature map
+    keys: torch.Tensor  # (N,) class of each feature pixel, -1 unlabelled
+    label_source: str  # "ground truth" or "prediction"
+    q: torch.Tensor | None  # (N, d) s*Q of the PAM
+    k: torch.Tensor | None  # (N, d) K of the PAM
+    cam_in: torch.Tensor | None  # (C, n) the CAM's input
+    cam_out: torch.Tensor | None  # (C, n) softmax(E) X, the attended channels
+    cam_pull: torch.Tensor | None  # (C,) total weight each source channel gets, sum_c W[c, j]
+
+
+@dataclass
+class Query:
+    """One clicked pixel's PAM row and what is read from it."""
+
+    index: int  # flat index in the feature map
+    row: torch.Tensor | None  # (N,) the PAM row, sums to 1
+    class_mass: np.ndarray | None  # (K + 1,) row mass per class; the last: unlabelled keys
+    reach: dict[str, float]  # diagnostics.row_reach; no class figures for an unlabelled query
+    query_class: int  # -1: unlabelled
+    channels: list[tuple[int, float]]  # CAM source channels this pixel draws on, with shares
+
+
+class Explorer:
+    """One model, ready to answer clicks. ``name`` is how the page calls it."""
+
+    def __init__(self, model: nn.Module, name: str) -> None:
+        self.model = model.eval()
+        self.name = name
+        self.attention = str(model.config.get("attention", "both"))
+        modules = attention_modules(model)
+        self.pam, self.cam = modules.get("pam"), modules.get("cam")
+        self.class_names = class_names(model)
+        self.palette = model_palette(model)
+        self.num_classes = len(self.class_names)
+        self.input_size = model.config.get("input_size")
+
+    def missing(self) -> dict[str, str]:
+        """A sentence for each attention module this model lacks: {"pam": ..., "cam": ...}."""
+        said = f"{self.name} has attention={self.attention!r}"
+        out = {}
+        if self.pam is None:
+            out["pam"] = f"{said}: no position attention (PAM), so no attention row to show."
+        if self.cam is None:
+            out["cam"] = f"{said}: no channel attention (CAM), so no channel weights to show."
+        return out
+
+    @torch.no_grad()
+    def features(self, picture: Picture) -> Features:
+        """Run the model once on ``picture`` and keep what the clicks need."""
+        device = next(self.model.parameters()).device
+        x = normalize(picture.rgb, self.model.mean, self.model.std)[None].to(device)
+        with AttentionInputs(self.model) as probe:
+            logits = self.model(x)["out"]
+        inputs = probe.pop()
+        h, w = picture.rgb.shape[:2]
+        if logits.shape[-2:] != (h, w):
+            logits = F.interpolate(logits, (h, w), mode="bilinear", align_corners=False)
+        pred = logits[0].argmax(0).cpu().numpy()
+        some = next(iter(inputs.values()), None)
+        size = tuple(some.shape[-2:]) if some is not None else (h, w)
+        source = "ground truth" if picture.labels is not None else "prediction"
+        labels = picture.labels if picture.labels is not None else pred
+        keys = F.interpolate(torch.from_numpy(labels)[None, None].float(), size, mode="nearest")
+        q = k = cam_in = cam_out = cam_pull = None
+        if "pam" in inputs:
+            q, k = (t[0].float().cpu() for t in self.pam.queries_keys(inputs["pam"].float()))
+        if "cam" in inputs:
+            feats = inputs["cam"].float()
+            weights = self.cam.weights(feats)[0].cpu()  # (C, C)
+            cam_in = feats[0].flatten(1).cpu()  # (C, n)
+            cam_out = weights @ cam_in  # (C, n)
+            cam_pull = weights.sum(0)  # (C,)
+        return Features(pred, size, keys.long().flatten(), source, q, k, cam_in, cam_out, cam_pull)
+
+    def cell(self, features: Features, picture: Picture, x: int, y: int) -> int:
+        """Flat index of the feature pixel that holds image pixel (x, y)."""
+        (h, w), (fh, fw) = picture.rgb.shape[:2], features.size
+        fx = min(max(int((x + 0.5) * fw / w), 0), fw - 1)
+        fy = min(max(int((y + 0.5) * fh / h), 0), fh - 1)
+        return fy * fw + fx
+
+    @torch.no_grad()
+    def query(self, features: Features, picture: Picture, x: int, y: int) -> Query:
+        """The clicked pixel's PAM row (one row: ``softmax(s * q_i K^T)``), its class mass and
+        reach, and the CAM channels it draws on."""
+        i = self.cell(features, picture, x, y)
+        keys = features.keys
+        query_class = int(keys[i])
+        row = mass = None
+        reach: dict[str, float] = {}
+        if features.q is not None and features.k is not None:
+            row = (features.k @ features.q[i]).softmax(0)  # (N,)
+            bins = torch.where(keys >= 0, keys, self.num_classes)
+            mass = torch.bincount(bins, weights=row.double(), minlength=self.num_classes + 1)
+            mass = mass.numpy()
+            labels = keys if query_class >= 0 else None
+            reach = row_reach(row, i, features.size, labels, REACH_RADIUS)
+        channels: list[tuple[int, float]] = []
+        if features.cam_in is not None and features.cam_pull is not None:
+            draw = (features.cam_in[:, i] * features.cam_pull).abs()  # (C,)
+            share = draw / draw.sum().clamp_min(1e-12)
+            top = share.argsort(descending=True)[:TOP_CHANNELS]
+            channels = [(int(c), float(share[c])) for c in top]
+        return Query(i, row, mass, reach, query_class, channels)
