@@ -19,6 +19,13 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own XDG cache (the onnxruntime backend's exports), never the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    return tmp_path / "xdg-cache"
+
+
 def make_camvid_tree(root: Path, splits: dict[str, int], size: tuple[int, int] = (48, 64)) -> Path:
     """A SegNet-layout CamVid tree of random images whose masks follow the image content."""
     rng = np.random.default_rng(0)

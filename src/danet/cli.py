@@ -1,5 +1,4 @@
-"""The ``danet`` command: train | eval | predict | attention | export | demo | inspect | convert |
-explore.
+"""The danet command: train, eval, predict, attention, export, demo, inspect, convert, explore.
 
 Each command parses its flags and calls one library function. Bad input ends with a one-line
 error that names the culprit and exit status 2 (``--debug`` shows the traceback). Building the
@@ -12,7 +11,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
+import threading
+from pathlib import Path
 from typing import Any, NoReturn
 
 from danet.assets import bundled_configs
@@ -31,6 +33,8 @@ from danet.options import (
     RESIZE_MODES,
 )
 from danet.training.config import TrainConfig
+from danet.utils.atomic import remove_stale_temp_files
+from danet.utils.bounds import INPUT_SIZE_RULE, MIN_INPUT_SIDE, input_size_ok
 from danet.utils.writable import check_writable_dir, check_writable_file
 
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError)
@@ -38,8 +42,30 @@ DEFAULT_CHECKPOINT = "camvid"  # the bundled model: the same default in every co
 
 
 def _size(text: str) -> list[int]:
-    parts = [int(p) for p in text.replace("x", ",").split(",")]
+    """N or H,W (also HxW) as [H, W] (their range is the recipe's check)."""
+    try:
+        parts = [int(p) for p in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not N or H,W (integers)") from None
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"{text!r}: give N or H,W, two integers at most")
     return parts * 2 if len(parts) == 1 else parts
+
+
+def _input_size(text: str) -> list[int]:
+    """A model's input size: H,W (or N) within danet.utils.bounds.INPUT_SIZE_RULE."""
+    size = _size(text)
+    if not input_size_ok(size):
+        raise argparse.ArgumentTypeError(f"{text!r}: give {INPUT_SIZE_RULE}")
+    return size
+
+
+def _side(text: str) -> int:
+    """One side of an input size (export's --height/--width)."""
+    value = int(text)
+    if value < MIN_INPUT_SIDE:
+        raise argparse.ArgumentTypeError(f"{value} must be at least {MIN_INPUT_SIDE}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -71,7 +97,8 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each flag's default, except where there is none (recipe flags show the recipe's)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+        empty = action.default in (None, False, []) or action.default is argparse.SUPPRESS
+        if empty or "default" in (action.help or ""):  # the help says its default itself
             return action.help
         return super()._get_help_string(action)
 
@@ -116,7 +143,7 @@ def _add_device(p: argparse.ArgumentParser, default: str | None = "auto") -> Non
 
 
 def _add_quiet(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--quiet", action="store_true", help="no progress output, no device line")
 
 
 def _add_inference(p: argparse.ArgumentParser) -> None:
@@ -129,14 +156,32 @@ def _add_inference(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
+def _add_train(sub: argparse._SubParsersAction, recipe_name: str | None = None) -> None:
     d = TrainConfig()
+    given = None
+    if recipe_name:
+        try:
+            given = TrainConfig.from_file(recipe_name)
+        except (ValueError, OSError):  # a bad --config is reported when the command runs
+            given = None
     p = _parser(sub, "train", "train DANet with the paper's recipe; flags override --config")
+    p.epilog = (
+        f"Values in parentheses: the built-in recipe's and, where it differs, --config "
+        f"{recipe_name}'s, which is what runs."
+        if given
+        else "Values in parentheses: the built-in recipe's, what runs without --config. "
+        "'danet train --config camvid --help' shows a recipe's own values."
+    )
 
     def recipe(flag: str, text: str, **kwargs: Any) -> None:
-        """A flag that overrides the recipe field of its name; its help shows the recipe's value."""
-        default = getattr(d, flag[2:].replace("-", "_"))
-        p.add_argument(flag, help=f"{text} (recipe default: {default})", **kwargs)
+        """A flag that overrides the recipe field of its name; its help shows the recipe's value
+        (and that of the --config given, where it differs)."""
+        field = flag[2:].replace("-", "_")
+        default = getattr(d, field)
+        note = f"default: {default}"
+        if given is not None and getattr(given, field) != default:
+            note += f"; --config {recipe_name}: {getattr(given, field)}"
+        p.add_argument(flag, help=f"{text} ({note})", **kwargs)
 
     switch = dict(action=argparse.BooleanOptionalAction, default=None)
     p.add_argument(
@@ -178,7 +223,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     recipe("--attention-lr-mult", "extra lr factor on attention params", type=float)
     recipe("--attention-weight-decay", "weight decay of gamma and scale", type=float)
     recipe("--aux-head", "FCN auxiliary head on c3", **switch)
-    recipe("--input-size", "native H,W for eval/predict/export", type=_size)
+    recipe("--input-size", "native H,W for eval/predict/export", type=_input_size)
     recipe("--crop-size", "training crop, N or H,W", type=_size)
     recipe("--base-size", "resize images to H,W before scaling", type=_size)
     recipe("--batch-size", "images per step", type=int)
@@ -193,6 +238,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     recipe("--amp", "float16 mixed precision on CUDA", **switch)
     recipe("--channels-last", "NHWC model and batches", **switch)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run in an --out that holds other files (a model, an earlier run)",
+    )
     _add_quiet(p)
 
 
@@ -206,22 +256,29 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8", action="store_true", help="onnxruntime: static int8 (QDQ)")
 
 
-def _add_eval(sub: argparse._SubParsersAction) -> None:
-    p = _parser(sub, "eval", "mIoU of a checkpoint on a dataset split")
-    _add_checkpoint(p)
+def _add_dataset(p: argparse.ArgumentParser) -> None:
+    """``--dataset``, ``--data-root`` and ``--split``, defaulting to the training run's."""
     p.add_argument(
         "--dataset",
         help=f"dataset layout: {', '.join(sorted(DATASETS))} (default: the run's, from "
         "run_config.json beside the checkpoint)",
     )
     p.add_argument("--data-root", help="the dataset's folder (default: the run's)")
-    p.add_argument("--split", help="split to evaluate (default: the run's val split, else 'val')")
+    p.add_argument("--split", help="split to use (default: the run's val split, else 'val')")
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = _parser(sub, "eval", "mIoU of a checkpoint on a dataset split")
+    _add_checkpoint(p)
+    _add_dataset(p)
     _add_inference(p)
     _add_device(p)
     p.add_argument(
         "--diagnostics", action="store_true", help="also measure the attention (as danet inspect)"
     )
-    p.add_argument("--json", help="write the metrics here")
+    p.add_argument(
+        "--json", help="write the metrics here (strict JSON: an absent class's IoU is null)"
+    )
     _add_quiet(p)
     _add_backend(p)
 
@@ -235,24 +292,29 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--resize",
         choices=RESIZE_MODES,
         default=None,
-        help="keep-aspect (default with --backend torch): short side to the input size's; "
-        "squash (default with onnxruntime, whose file has a fixed size): to exactly the input "
+        help="keep-aspect (default): short side to the input size's, with either backend; "
+        "squash (default for an .onnx file exported at a fixed size): to exactly the input "
         "size; none: the image's own size",
     )
-    p.add_argument("--input-size", type=_size, help="H,W (default: the checkpoint's input size)")
+    p.add_argument(
+        "--input-size", type=_input_size, help="H,W (default: the checkpoint's input size)"
+    )
     _add_inference(p)
     p.add_argument("--batch-size", type=_positive_int, default=4, help="images per forward pass")
     p.add_argument(
         "--max-pixels",
         type=_positive_int,
         default=None,
-        help=f"refuse larger images (default {MAX_PIXELS}, about 150 bytes a pixel)",
+        help=f"refuse larger images (default {MAX_PIXELS}; a photo costs about 10 bytes a pixel "
+        "on top of the model)",
     )
     p.add_argument(
         "--legend", choices=LEGENDS, default="color", help="which outputs get a class legend"
     )
     p.add_argument(
-        "--overlay-video", action="store_true", help="also write <video>_overlay.mp4 per video"
+        "--overlay-video",
+        action="store_true",
+        help="also write <video>_overlay.mp4 (H.264) per video",
     )
     p.add_argument(
         "--strict", action="store_true", help="stop at the first unreadable file (default: skip it)"
@@ -272,24 +334,25 @@ def _add_attention(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="attention", help="output folder")
     _add_device(p)
+    _add_quiet(p)
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = _parser(sub, "export", "write ONNX that onnxruntime runs")
     _add_checkpoint(p)
     p.add_argument("--onnx", required=True, help="the .onnx file to write")
-    p.add_argument("--input-size", type=_size, help="H,W (default: the checkpoint's input size)")
     p.add_argument(
-        "--height", type=_positive_int, help="the input size's H (alias kept for old scripts)"
+        "--input-size", type=_input_size, help="H,W (default: the checkpoint's input size)"
     )
-    p.add_argument(
-        "--width", type=_positive_int, help="the input size's W (alias kept for old scripts)"
-    )
+    p.add_argument("--height", type=_side, help="the input size's H (alias kept for old scripts)")
+    p.add_argument("--width", type=_side, help="the input size's W (alias kept for old scripts)")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
     p.add_argument("--opset", type=_opset, default=17, help="ONNX opset")
     p.add_argument("--all-heads", action="store_true", help="also export the pam/cam logits")
     p.add_argument("--int8", action="store_true", help="onnxruntime static int8 (QDQ)")
     p.add_argument("--calibration", nargs="+", help="int8: images or folders of the dataset")
+    _add_device(p, default="cpu")
+    _add_quiet(p)
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -304,9 +367,7 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
         sub, "inspect", "is the attention alive: PAM lift/entropy, CAM saturation, gammas, mIoU"
     )
     _add_checkpoint(p)
-    p.add_argument("--dataset", required=True, help="dataset layout")
-    p.add_argument("--data-root", required=True, help="the dataset's folder")
-    p.add_argument("--split", default="val", help="split to measure")
+    _add_dataset(p)
     p.add_argument("--max-images", type=int, help="only the first N images of the split")
     p.add_argument(
         "--reach-radius",
@@ -315,16 +376,20 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
         help="keys within this Chebyshev distance (feature pixels) count as local (default: 3)",
     )
     _add_device(p)
-    p.add_argument("--json", help="write the figures here")
+    p.add_argument("--json", help="write the figures here (strict JSON)")
+    _add_quiet(p)
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = _parser(sub, "convert", "mmsegmentation's or the authors' DANet checkpoint -> model folder")
     p.add_argument("src", help="the .pth / .pth.tar file (read without running code)")
-    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--out", required=True, help="model folder to write (new or empty)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the model in an --out that holds one"
+    )
     p.add_argument("--format", default="auto", help="auto, mmseg or original")
     p.add_argument("--dataset", help="class names and palette when the checkpoint has none")
-    p.add_argument("--input-size", type=_size, help="native H,W for eval/predict/export")
+    p.add_argument("--input-size", type=_input_size, help="native H,W for eval/predict/export")
     p.add_argument(
         "--align-corners",
         action=argparse.BooleanOptionalAction,
@@ -356,16 +421,29 @@ def _add_explore(sub: argparse._SubParsersAction) -> None:
     _add_device(p)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``danet`` command."""
+def _recipe_in(argv: list[str]) -> str | None:
+    """The value of ``--config`` in a ``danet train`` command line, for its ``--help``."""
+    if "train" not in argv:
+        return None
+    for k, arg in enumerate(argv):
+        if arg == "--config" and k + 1 < len(argv):
+            return argv[k + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``danet`` command; ``argv``'s ``train --config`` recipe, if
+    any, gives the defaults that ``danet train --help`` shows."""
     from danet import __version__
 
     parser = _Parser(prog="danet", description=__doc__.splitlines()[0], formatter_class=_Formatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"danet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub, _recipe_in(argv or []))
     for add in (
-        _add_train,
         _add_eval,
         _add_predict,
         _add_attention,
@@ -395,14 +473,21 @@ def run_train(args: argparse.Namespace) -> None:
     from danet.training.config import recipe_from_flags
     from danet.training.loop import train
 
-    skip = {"config", "resume", "command", "debug", "quiet"}
+    skip = {"config", "resume", "command", "debug", "quiet", "overwrite"}
     flags = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
     cfg, given = recipe_from_flags(args.config, flags, args.resume)
     if not args.resume:
         say_device(cfg.device, args.quiet)
-    metrics = train(cfg, resume=args.resume, changes=given, quiet=args.quiet)
-    if metrics:
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the run in --out, --overwrite starts anew: give one")
+    metrics = train(
+        cfg, resume=args.resume, changes=given, quiet=args.quiet, overwrite=args.overwrite
+    )
+    if os.environ.get("RANK", "0") != "0":
+        return
+    if metrics and args.quiet:  # without --quiet, the last validation's line says it already
         print(f"val mIoU {100 * metrics['miou']:.2f}%  pixel acc {100 * metrics['pixel_acc']:.2f}%")
+    print(f"model: {Path(cfg.out) / 'model.safetensors'} (use it with --checkpoint {cfg.out})")
 
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
@@ -411,6 +496,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.json:
         check_writable_file(args.json)  # before the evaluation is spent
+        remove_stale_temp_files(Path(args.json).parent, (Path(args.json).name,))
     return evaluate_checkpoint(
         args.checkpoint,
         args.dataset,
@@ -434,6 +520,7 @@ def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.json:
         check_writable_file(args.json)  # before the evaluation is spent
+        remove_stale_temp_files(Path(args.json).parent, (Path(args.json).name,))
     return inspect_checkpoint(
         args.checkpoint,
         args.dataset,
@@ -443,6 +530,7 @@ def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
         device=args.device,
         json_path=args.json,
         reach_radius=args.reach_radius,
+        quiet=args.quiet,
     )
 
 
@@ -464,7 +552,8 @@ def run_attention(args: argparse.Namespace) -> None:
     written = attention_figures(
         args.checkpoint, args.image, points, args.out, args.channels, args.device
     )
-    print("\n".join(str(path) for path in written))
+    if not args.quiet:
+        print("\n".join(str(path) for path in written))
 
 
 def run_export(args: argparse.Namespace) -> None:
@@ -473,6 +562,12 @@ def run_export(args: argparse.Namespace) -> None:
 
     check_writable_file(args.onnx)
     height, width = args.input_size or (args.height, args.width)
+    for flag, value, size in (("--height", args.height, height), ("--width", args.width, width)):
+        if value is not None and value != size:
+            raise ValueError(
+                f"--input-size {args.input_size[0]},{args.input_size[1]} and {flag} {value} "
+                "disagree; give --input-size or --height/--width"
+            )
     path = export_onnx(
         args.checkpoint,
         args.onnx,
@@ -483,8 +578,10 @@ def run_export(args: argparse.Namespace) -> None:
         all_heads=args.all_heads,
         int8=args.int8,
         calibration=args.calibration,
+        device=args.device,
     )
-    print(f"wrote {path}")
+    if not args.quiet:
+        print(f"wrote {path}")
 
 
 def run_demo(args: argparse.Namespace) -> None:
@@ -500,7 +597,13 @@ def run_convert(args: argparse.Namespace) -> None:
     from danet.convert import convert
 
     report = convert(
-        args.src, args.out, args.format, args.dataset, args.input_size, args.align_corners
+        args.src,
+        args.out,
+        args.format,
+        args.dataset,
+        args.input_size,
+        args.align_corners,
+        overwrite=args.overwrite,
     )
     print(report.summary())
 
@@ -544,13 +647,21 @@ def _check_device(args: argparse.Namespace) -> None:
         args.device = say_device(args.device, getattr(args, "quiet", False))
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM as Ctrl-C: an exception, so that files being written are cleaned up."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     # OpenMP threads that spin while waiting slow a CPU run down many times as soon as another
     # process wants the same cores; waiting passively costs little. Set here, before torch
     # loads, because the process is ours (not on import).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    own_signals = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if own_signals else None
     try:
         _check_device(args)
         COMMANDS[args.command](args)
@@ -561,8 +672,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"danet {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        name = err.args[0] if err.args else "SIGINT"
+        print(f"danet {args.command}: interrupted ({name})", file=sys.stderr)
         return 130
+    finally:
+        if own_signals:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -93,6 +93,12 @@ def run_demo(
     metrics = evaluate(model, dataset, device=device)
     where = "the images it was trained on" if trained_here else "the bundled samples"
     print(f"mIoU {100 * metrics['miou']:.1f}% on {len(dataset)} images ({where})")
+    if not trained_here and checkpoint == "camvid":
+        print(
+            f"  {len(dataset)} CamVid val frames, which the bundled model did not train on (it "
+            "trained on CamVid train); too few to measure it by: the figure shows that everything "
+            "runs (danet eval on the whole val split measures it)"
+        )
     print(f"overlays:  {predictions}/*_overlay.png")
     print(f"attention: {', '.join(str(p) for p in figures)}")
     print("  position attention of pixels on a " + ", a ".join(DEMO_POINTS) + f" in {DEMO_IMAGE}")

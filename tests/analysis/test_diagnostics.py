@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import danet
-from danet.analysis.attention_maps import uniform_norm
+from danet.analysis.attention_maps import attention_scale
 from danet.analysis.diagnostics import AttentionInputs, AttentionStats
 from danet.cli import main
 from danet.model.attention import PositionAttention
@@ -132,10 +132,16 @@ def test_cam_saturation_figures(small_model: danet.DANet) -> None:
     assert out["cam_entropy"] > 0.99
 
 
-def test_uniform_norm_keeps_a_flat_map_pale() -> None:
-    norm = uniform_norm(np.full((4, 4), 1.05))
-    assert abs(float(norm(1.05)) - 0.5) < 0.05  # near the neutral centre, not the top colour
-    assert float(uniform_norm(np.array([1.0, 9.0]))(9.0)) == pytest.approx(1.0)
+def test_attention_scale_starts_at_zero_flat_looks_flat_peaked_looks_peaked() -> None:
+    flat = np.full((4, 4), 1.05)
+    norm, ticks, labels = attention_scale(flat)
+    assert norm.vmin == 0 and abs(float(norm(1.05)) - 0.5) < 0.05  # one mid-scale colour
+    assert ticks[0] == 0 and "1 = uniform" in labels and len(ticks) >= 3
+    peaked = np.full((4, 4), 0.2)
+    peaked[0, 0] = 9.0
+    norm, ticks, labels = attention_scale(peaked)
+    assert float(norm(9.0)) == pytest.approx(1.0) and float(norm(0.2)) < 0.05
+    assert labels[ticks.index(1.0)] == "1 = uniform" and max(ticks) <= 9.0
 
 
 def test_train_logs_diagnostics_and_inspect_prints_them(camvid_root: Path, tmp_path: Path) -> None:

@@ -45,9 +45,10 @@ def test_every_flag_has_help_and_shared_flags_agree() -> None:
             assert checkpoint is not None, name
             assert checkpoint.default == DEFAULT_CHECKPOINT and not checkpoint.required, name
         device = flag(parser, "--device")
-        if name not in ("export", "convert"):  # export traces on the CPU; convert only renames
+        if name != "convert":  # convert only renames
             assert device is not None, name
-            assert device.default == ("auto" if name != "train" else None), name  # recipe: auto
+            defaults = {"train": None, "export": "cpu"}  # train: the recipe's (auto); export:
+            assert device.default == defaults.get(name, "auto"), name  # the same file anywhere
         assert flag(parser, "--debug") is not None, name
     for name in ("train", "predict", "export"):
         assert flag(subcommands()[name], "--input-size") is not None, name
@@ -63,7 +64,7 @@ def test_help_shows_defaults_and_choices(capsys: pytest.CaptureFixture) -> None:
             assert "{keep-aspect,squash,none}" in text
         else:
             assert "cityscapes" in text and "mobilenetv2_100" in text and "{paper,original}" in text
-            assert "(recipe default: 0.01)" in text
+            assert "(default: 0.01)" in text
 
 
 def test_debug_after_the_subcommand(tmp_path: Path) -> None:

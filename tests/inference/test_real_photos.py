@@ -113,3 +113,9 @@ def test_video_gives_an_overlay_video(tmp_path: Path, checkpoint: Path) -> None:
         frames.append(frame[1])
     capture.release()
     assert len(frames) == 3 and frames[0].shape == (32, 48, 3)
+    import av
+
+    with av.open(str(video)) as container:  # H.264 in yuv420p: what browsers play
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ("h264", "yuv420p")
+        assert len(list(container.decode(stream))) == 3

@@ -7,14 +7,16 @@ pixel's query against all keys: only the rows drawn are built, never the N x N m
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.colors import TwoSlopeNorm
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch.func import functional_call
 
 from danet.analysis.diagnostics import AttentionInputs
@@ -94,10 +96,23 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def uniform_norm(ratio: np.ndarray) -> TwoSlopeNorm:
-    """A colour scale for attention weights divided by the uniform weight 1/N: white at 1 (the
-    uniform row), red above, blue below, and at least 0..2, so a flat map stays pale."""
-    return TwoSlopeNorm(vcenter=1.0, vmin=0.0, vmax=max(float(ratio.max()), 2.0))
+TOP_PERCENTILE = 99.0
+"""The PAM scale ends at this percentile of the map (at least at 2x uniform): a few pixels of
+self-attention at a thousand times uniform would otherwise leave the rest of the map black."""
+
+
+def attention_scale(ratio: np.ndarray) -> tuple[Normalize, list[float], list[str]]:
+    """The colour scale of a PAM map (attention weights divided by the uniform weight 1/N): from
+    0 up to its :data:`TOP_PERCENTILE` (values above take the top colour; the title gives the
+    peak), and at least up to 2, so that a uniform row (1 everywhere) sits mid-scale, flat, and
+    a peaked row shows its peak; with the colour bar's ticks and their labels, 1 marked as the
+    uniform weight where it does not crowd 0."""
+    top = max(float(np.percentile(ratio, TOP_PERCENTILE)), 2.0)
+    ticks = [float(t) for t in MaxNLocator(5).tick_values(0.0, top) if 0 <= t <= top]
+    if 1.0 / top >= 0.08:  # room between 0 and 1 for both labels
+        ticks = sorted({*ticks, 1.0})
+    labels = ["1 = uniform" if t == 1 else f"{t:g}" for t in ticks]
+    return Normalize(vmin=0.0, vmax=top, clip=True), ticks, labels
 
 
 def _pam_figure(image: np.ndarray, point: tuple[int, int], ratio: np.ndarray, path: Path) -> Path:
@@ -106,27 +121,41 @@ def _pam_figure(image: np.ndarray, point: tuple[int, int], ratio: np.ndarray, pa
     left, right = fig.subplots(1, 2)
     left.imshow(image)
     left.set_title(f"pixel ({point[0]}, {point[1]})")
-    right.imshow(image, alpha=0.6)
-    shown = right.imshow(ratio, cmap="bwr", norm=uniform_norm(ratio), alpha=0.6)
-    fig.colorbar(shown, ax=right, fraction=0.035, label="weight / uniform weight (1/N)")
-    right.set_title(f"position attention: peak {ratio.max():.1f}x uniform")
+    norm, ticks, labels = attention_scale(ratio)
+    strength = np.asarray(norm(ratio), dtype=np.float64)
+    right.imshow(image.mean(axis=2), cmap="gray", vmin=0, vmax=255)  # the scene, in grey
+    shown = right.imshow(ratio, cmap="inferno", norm=norm, alpha=0.25 + 0.65 * strength)
+    bar = fig.colorbar(shown, ax=right, fraction=0.035, ticks=ticks, extend="max")
+    bar.solids.set_alpha(1.0)
+    bar.ax.set_yticklabels(labels)
+    bar.set_label("attention weight / uniform weight 1/N")
+    right.set_title(f"where it attends: peak {ratio.max():.1f}x uniform")
     for ax in (left, right):
         ax.plot(*point, marker="*", color="white", markeredgecolor="black", markersize=16)
         ax.axis("off")
     return _save(fig, path)
 
 
+CAM_EXPLANATION = (
+    "Channel attention (CAM): each panel is one feature channel after the attention, the sum of "
+    "all channels weighted by how strongly this channel attends to them (softmax(E) X, without "
+    "the residual), at the image's size. Bright: strong response; each panel has its own scale."
+)
+
+
 def _cam_figure(image: np.ndarray, maps: np.ndarray, channels: Sequence[int], path: Path) -> Path:
     cols = 1 + len(channels)
     rows = 1 if cols <= 4 else 2
     cols = -(-cols // rows)
-    fig = Figure(figsize=(3.5 * cols, 2.8 * rows))
+    fig = Figure(figsize=(4.2 * cols, 3.2 * rows + 0.8), layout="constrained")
+    fig.suptitle(textwrap.fill(CAM_EXPLANATION, 45 * cols), fontsize=9)
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     axes[0].imshow(image)
-    axes[0].set_title("image")
+    axes[0].set_title("the image")
     for ax, channel, heat in zip(axes[1:], channels, maps, strict=False):
-        ax.imshow(heat, cmap="jet")
-        ax.set_title(f"channel {channel}, attended")
+        shown = ax.imshow(heat, cmap="viridis")
+        fig.colorbar(shown, ax=ax, fraction=0.04, label="response (a.u.)")
+        ax.set_title(f"channel {channel} after channel attention", fontsize=9)
     for ax in axes:
         ax.axis("off")
     return _save(fig, path)
@@ -162,11 +191,11 @@ def attention_figures(
     """Draw the paper's attention figures for one image; returns the PNGs written into ``out``.
 
     - ``pam_x<X>_y<Y>.png`` per point (x, y in image pixels; :func:`default_points` when empty):
-      the pixel's position-attention map over the whole image, overlaid on it, as multiples of
-      the uniform weight 1/N on a scale centred there (:func:`uniform_norm`), so that a
-      near-uniform row looks flat; the title gives the peak's multiple of uniform.
+      the pixel's position-attention map drawn over the image, as multiples of the uniform weight
+      1/N on a scale from 0 with labelled ticks (:func:`attention_scale`), so that a flat row
+      looks flat and a peaked row peaked; the title gives the peak's multiple of uniform.
     - ``cam_channels.png``: the channel-attended maps ``softmax(E) X`` of ``channels``, or of
-      :func:`distinct_channels`.
+      :func:`distinct_channels`, each with a colour bar, under a sentence saying what they are.
     """
     model = load(checkpoint, map_location=device)
     name = str(image) if isinstance(image, (str, Path)) else "the image"

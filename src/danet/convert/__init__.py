@@ -19,7 +19,10 @@ from danet.convert.common import Converted, count_tensors, read_checkpoint
 from danet.convert.mmseg import convert_mmseg, is_mmseg
 from danet.convert.original import convert_original, is_original
 from danet.data import DATASETS
+from danet.model.checkpoint import CONFIG_NAME, TRAIN_STATE_NAME, WEIGHTS_NAME
 from danet.model.danet import DANet, save_model, set_weights
+from danet.utils.atomic import remove_stale_temp_files
+from danet.utils.bounds import check_input_size
 
 FORMATS = ("auto", "mmseg", "original")
 CONVERTERS = {"mmseg": convert_mmseg, "original": convert_original}
@@ -96,6 +99,28 @@ def build_converted(converted: Converted, input_size: Sequence[int] | None, orig
     return set_weights(model, state, Path(origin))
 
 
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` that is a file, a training run, or (unless ``overwrite``) a folder
+    holding anything; remove the temp files that killed conversions left there."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out}: is a file; give a folder for the model")
+    if not out.is_dir():
+        return
+    if (out / TRAIN_STATE_NAME).exists():
+        raise FileExistsError(
+            f"--out {out}: holds a training run ({TRAIN_STATE_NAME}); a converted model there "
+            "would not match it: choose another --out"
+        )
+    remove_stale_temp_files(out, (WEIGHTS_NAME, CONFIG_NAME))
+    held = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    if held and not overwrite:
+        more = f" and {len(held) - 3} more" if len(held) > 3 else ""
+        raise FileExistsError(
+            f"--out {out}: already holds {', '.join(held[:3])}{more}; pass --overwrite to replace "
+            "the model there, or choose another --out"
+        )
+
+
 def convert(
     src: str | Path,
     out: str | Path,
@@ -103,15 +128,20 @@ def convert(
     dataset: str | None = None,
     input_size: Sequence[int] | None = None,
     align_corners: bool | None = None,
+    overwrite: bool = False,
 ) -> Report:
     """Convert the checkpoint ``src`` into the danet model folder ``out``.
 
     Class names and palette come from the checkpoint's ``meta`` where it has them, else from
     ``dataset``; ``input_size`` ([H, W]) is the native size that eval, predict and export use.
-    ``align_corners`` overrides what the format and the checkpoint's config say.
+    ``align_corners`` overrides what the format and the checkpoint's config say. An ``out``
+    that holds files is refused unless ``overwrite`` (and a training run's folder always is).
     """
     if format not in FORMATS:
         raise ValueError(f"--format {format!r} is not one of {', '.join(FORMATS)}")
+    if input_size is not None:
+        input_size = check_input_size(list(input_size), "--input-size")
+    check_out(Path(out), overwrite)
     origin = str(src)
     checkpoint = read_checkpoint(src)
     state = state_dict_of(checkpoint, origin)

@@ -14,6 +14,7 @@ from pathlib import Path
 from danet.data.base import SegmentationDataset, pair_by_stem
 from danet.data.classes import Palette, color_map
 from danet.data.io import DataError
+from danet.utils.bounds import MAX_CLASS_NAME
 
 
 class Folder(SegmentationDataset):
@@ -51,6 +52,11 @@ def read_classes(path: Path) -> tuple[tuple[str, ...], Palette]:
             if not all(0 <= c <= 255 for c in rgb):
                 raise DataError(f"{path}: class {number} colour {rgb} is not 0-255 RGB")
             name, color = " ".join(fields[:-3]), (rgb[0], rgb[1], rgb[2])
+        if len(name) > MAX_CLASS_NAME:
+            raise DataError(
+                f"{path}: class {number} is named by {len(name)} characters "
+                f"({name[:40]!r}...); at most {MAX_CLASS_NAME}"
+            )
         if name in names:
             raise DataError(f"{path}: class name {name!r} appears twice")
         names.append(name)

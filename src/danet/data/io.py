@@ -6,8 +6,9 @@ claims more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels is refused before it is d
 the decoders in ``FORMATS`` are ever run (no Ghostscript for an EPS named ``.png``).
 
 Memory: an image whose header claims more than ``MAX_PIXELS`` pixels (4096 x 4096, about 16.8
-million; ``max_pixels`` raises it) is refused before it is decoded. Inference takes about 150
-bytes a pixel (more with many classes), so the default bounds one image at about 2.5 GB.
+million; ``max_pixels`` raises it) is refused before it is decoded. ``danet predict`` keeps a
+few 8-bit copies of an image (about 10 bytes a pixel; :mod:`danet.inference`), so the default
+bounds one image at about 170 MB on top of the model.
 """
 
 from __future__ import annotations
@@ -125,7 +126,9 @@ def array_to_rgb(array: np.ndarray) -> np.ndarray:
 
 
 def _rgb(image: Image.Image, path: Path) -> np.ndarray:
-    if image.mode in ("RGB", "L", "RGBA", "P", "PA", "LA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
+    if image.mode == "RGB":
+        return np.asarray(image)  # no converted copy of a large photo
+    if image.mode in ("L", "RGBA", "P", "PA", "LA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
         return np.asarray(image.convert("RGB"))
     array = np.asarray(image)  # 16-bit ("I;16"), 32-bit int ("I") or float ("F") grayscale
     try:

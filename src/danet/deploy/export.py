@@ -28,7 +28,7 @@ from danet.data.classes import class_names_or_default, palette_or_default
 from danet.deploy.quantize import calibration_size, default_calibration, quantize_int8
 from danet.model.attention import PositionAttention
 from danet.model.danet import DANet, load
-from danet.utils.atomic import atomic_write
+from danet.utils.atomic import atomic_write, remove_stale_temp_files
 
 DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
 
@@ -75,6 +75,7 @@ def export_onnx(
     all_heads: bool = False,
     int8: bool = False,
     calibration: Sequence[str | Path] | None = None,
+    device: str | torch.device = "cpu",
 ) -> Path:
     """Write the checkpoint (or model) as ONNX, checked by ``onnx.checker``; returns ``onnx_path``.
 
@@ -83,17 +84,20 @@ def export_onnx(
     Only ``"out"`` is exported unless ``all_heads``. ``int8`` writes onnxruntime's static QDQ
     quantization instead, calibrated on the ``calibration`` images (files or folders; by default
     the bundled samples of the checkpoint's dataset, see
-    :func:`danet.deploy.quantize.default_calibration`).
+    :func:`danet.deploy.quantize.default_calibration`). The graph is traced on ``device``; the
+    file is the same wherever it was traced.
     """
-    model = checkpoint if isinstance(checkpoint, DANet) else load(checkpoint)
+    model = checkpoint if isinstance(checkpoint, DANet) else load(checkpoint, map_location=device)
     model = model.eval()
     origin = "model" if isinstance(checkpoint, DANet) else str(checkpoint)  # for messages
     native = model.config.get("input_size") or (None, None)
-    height, width = height or native[0], width or native[1]
+    height = native[0] if height is None else height
+    width = native[1] if width is None else width
     if height is None or width is None:
         raise ValueError(f"{origin}: the checkpoint has no input_size; pass --height and --width")
     if height < 8 or width < 8:
         raise ValueError(f"height={height}, width={width}: both must be at least 8 pixels")
+    remove_stale_temp_files(Path(onnx_path).parent, (Path(onnx_path).name,))  # of killed exports
     if int8:
         images = calibration or default_calibration(model, origin)
         with tempfile.TemporaryDirectory() as tmp:
@@ -112,9 +116,10 @@ def export_onnx(
             impls[module] = module.impl
             # blocks are unrolled at the example's size: a dynamic graph needs the naive form
             module.impl = "naive" if dynamic else "auto"
-    with torch.no_grad():
-        heads = list(model(torch.randn(1, 3, 64, 64)))  # "out" first; a small run names them
-    x = torch.randn(1, 3, height, width)
+    device = next(model.parameters()).device
+    with torch.no_grad():  # "out" first; a small run names them
+        heads = list(model(torch.randn(1, 3, 64, 64, device=device)))
+    x = torch.randn(1, 3, height, width, device=device)
     names = heads if all_heads else heads[:1]
     dynamic_axes = {name: DYNAMIC_AXES for name in ["input", *names]} if dynamic else None
 

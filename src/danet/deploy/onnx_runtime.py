@@ -8,7 +8,7 @@ run it unchanged. :mod:`danet.deploy.backend` picks the backend.
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,9 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from torch import nn
+
+from danet.model.checkpoint import check_metadata
+from danet.utils.atomic import parse_json
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
@@ -48,19 +51,7 @@ class OnnxModel(nn.Module):
             )
         except Exception as err:  # onnxruntime raises its own exception types
             raise ValueError(f"{self.path}: onnxruntime cannot load it ({err})") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
-        missing = {"class_names", "palette", "mean", "std", "input_size"} - set(meta)
-        if missing:
-            raise ValueError(f"{self.path}: not a danet export (metadata lacks {sorted(missing)})")
-        self.mean, self.std = json.loads(meta["mean"]), json.loads(meta["std"])
-        names = json.loads(meta["class_names"])
-        self.config: dict[str, Any] = {
-            **json.loads(meta.get("config", "{}")),
-            "class_names": names,
-            "palette": json.loads(meta["palette"]),
-            "input_size": json.loads(meta["input_size"]),
-            "num_classes": len(names),
-        }
+        self.mean, self.std, self.config = read_metadata(self.session, str(self.path))
         graph_input = self.session.get_inputs()[0]
         self.input_name, self.input_shape = graph_input.name, list(graph_input.shape)
 
@@ -68,6 +59,16 @@ class OnnxModel(nn.Module):
     def num_classes(self) -> int:
         """Number of output classes."""
         return self.config["num_classes"]
+
+    @property
+    def class_names(self) -> list[str]:
+        """The class names, in label order."""
+        return list(self.config["class_names"])
+
+    @property
+    def fixed_size(self) -> bool:
+        """Whether the file takes only its ``input_size`` (exported without ``--dynamic``)."""
+        return all(isinstance(n, int) for n in self.input_shape[2:])
 
     def _check_size(self, x: torch.Tensor) -> None:
         for axis, (want, got) in enumerate(zip(self.input_shape[2:], x.shape[2:], strict=True)):
@@ -88,4 +89,68 @@ class OnnxModel(nn.Module):
         outs = [
             self.session.run(None, {self.input_name: np.ascontiguousarray(b)})[0] for b in batches
         ]
-        return {"out": torch.from_numpy(np.concatenate(outs))}
+        logits = np.concatenate(outs)
+        if logits.ndim != 4 or logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f"{self.origin}: the graph outputs {logits.shape} logits but the metadata names "
+                f"{self.num_classes} classes; expected (batch, {self.num_classes}, height, width)"
+            )
+        return {"out": torch.from_numpy(logits)}
+
+
+def _numbers(value: Any, count: int) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == count
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        and all(math.isfinite(v) for v in value)
+    )
+
+
+def read_metadata(
+    session: ort.InferenceSession, origin: str
+) -> tuple[list[float], list[float], dict[str, Any]]:
+    """The mean, std and model config a ``danet export`` file carries, checked against its graph.
+
+    Each value must be the JSON that export writes, the class count must be the graph's output
+    channels, the palette 0-255 RGB, the std non-zero; anything else is a ValueError naming the
+    file and the key.
+    """
+    meta = session.get_modelmeta().custom_metadata_map
+    missing = {"class_names", "palette", "mean", "std", "input_size"} - set(meta)
+    if missing:
+        raise ValueError(f"{origin}: not a danet export (metadata lacks {sorted(missing)})")
+    values = {
+        key: parse_json(meta[key], f"{origin}: metadata {key!r}")
+        for key in ("class_names", "palette", "mean", "std", "input_size", "config")
+        if key in meta
+    }
+    mean, std = values["mean"], values["std"]
+    for key, value in (("mean", mean), ("std", std)):
+        if not _numbers(value, 3):
+            raise ValueError(f"{origin}: metadata {key!r} must be 3 finite numbers, not {value!r}")
+    if not all(v > 0 for v in std):
+        raise ValueError(f"{origin}: metadata 'std' must be 3 numbers > 0, not {std!r}")
+    config = values.get("config", {})
+    if not isinstance(config, dict):
+        raise ValueError(f"{origin}: metadata 'config' must be a JSON object")
+    names = values["class_names"]
+    if not isinstance(names, list) or not names:
+        raise ValueError(f"{origin}: metadata 'class_names' must be a non-empty list of names")
+    config = {
+        **config,
+        "class_names": names,
+        "palette": values["palette"],
+        "input_size": values["input_size"],
+        "num_classes": len(names),
+    }
+    check_metadata(config, len(names), f"{origin}: metadata")
+    channels = session.get_outputs()[0].shape
+    if len(channels) != 4:
+        raise ValueError(f"{origin}: output 0 has shape {channels}; expected (B, classes, H, W)")
+    if isinstance(channels[1], int) and channels[1] != len(names):
+        raise ValueError(
+            f"{origin}: the graph outputs {channels[1]} classes but its metadata names "
+            f"{len(names)}; a danet export names one class per output channel"
+        )
+    return [float(v) for v in mean], [float(v) for v in std], config

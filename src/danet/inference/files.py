@@ -12,19 +12,19 @@ worth of pixels, so large images go one at a time.
 
 from __future__ import annotations
 
+import os
+import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import torch.distributed as dist
 
 from danet.data import DataError, read_image
 from danet.data.io import IMAGE_EXTENSIONS, MAX_PIXELS, list_images
-from danet.data.transforms import normalize
 from danet.deploy.backend import open_model
 from danet.inference.legend import add_legend, classes_by_area
 from danet.inference.render import (
@@ -42,10 +42,15 @@ from danet.inference.video import (
     video_frames,
     write_overlay_video,
 )
-from danet.model.segment import predict_probs
+from danet.model.segment import check_run_size, predict_labels, run_sizes, small_image_warning
 from danet.options import LEGENDS, Backend, Legend, ResizeMode, check_choice
+from danet.utils.atomic import remove_stale_temp_files
 from danet.utils.distributed import cleanup, init_distributed
 from danet.utils.progress import progress as progress_bar
+from danet.utils.progress import shrink
+
+OUTPUTS = ("label", "color", "overlay")
+"""Each image or frame ``<name>`` gets ``<name>_label.png``, ``_color.png`` and ``_overlay.png``."""
 
 
 @dataclass(frozen=True)
@@ -62,14 +67,41 @@ class Input:
         return self.path.suffix.lower() in VIDEO_EXTENSIONS
 
 
-def collect_inputs(inputs: Sequence[str | Path]) -> list[Input]:
-    """Expand folders recursively to their images; check that every path exists and that no two
-    inputs would write the same output files."""
+def _warn_symlinked_folders(folder: Path) -> None:
+    """Say which subfolders of ``folder`` are symlinks: the recursive search does not enter them
+    (a link to a parent would loop)."""
+    for root, dirs, _ in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in dirs:
+            if os.path.islink(os.path.join(root, name)):
+                print(
+                    f"danet: warning: {os.path.join(root, name)}: a symlinked folder, not searched "
+                    "(give it as an input of its own to predict its images)",
+                    file=sys.stderr,
+                )
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def collect_inputs(inputs: Sequence[str | Path], out: str | Path | None = None) -> list[Input]:
+    """Expand folders recursively to their images; check that every path exists, that no two
+    inputs would write the same output files, and that no output would land on an input.
+
+    A folder's search skips ``out`` when ``out`` lies inside it (``danet predict .`` never reads
+    its own earlier predictions) and warns about the symlinked subfolders it does not enter.
+    """
+    out_dir = Path(out).resolve() if out is not None else None
     files: list[Input] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             images = list_images(path, recursive=True)
+            root = path.resolve()
+            if out_dir is not None and out_dir != root and _inside(out_dir, root):
+                images = [p for p in images if not _inside(p.resolve(), out_dir)]
+            _warn_symlinked_folders(path)
             if not images:
                 raise DataError(f"{path}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
             files += [Input(p, p.relative_to(path).with_suffix("")) for p in images]
@@ -85,7 +117,34 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Input]:
                 f"{item.name}_*.png"
             )
         seen[item.name] = item.path
+    if out is not None:
+        _check_outputs_miss_inputs(files, Path(out))
     return files
+
+
+def _check_outputs_miss_inputs(files: Sequence[Input], out: Path) -> None:
+    """Raise a ValueError naming both when an output file of one input is another input."""
+    inputs = {item.path.resolve(): item.path for item in files}
+    for item in files:
+        stem = out / item.name
+        if item.is_video:
+            frame = re.compile(re.escape(stem.name) + r"_\d{6}_(label|color|overlay)\.png")
+            parent = stem.parent.resolve()
+            taken = [
+                shown
+                for real, shown in inputs.items()
+                if real.parent == parent and frame.fullmatch(real.name)
+            ]
+            taken += [shown for real, shown in inputs.items()
+                      if real == stem.with_name(f"{stem.name}_overlay.mp4").resolve()]  # fmt: skip
+        else:
+            names = [stem.with_name(f"{stem.name}_{kind}.png").resolve() for kind in OUTPUTS]
+            taken = [inputs[p] for p in names if p in inputs]
+        if taken:
+            raise ValueError(
+                f"{taken[0]}: an input that the output for {item.path} would overwrite; give "
+                "another --out (predict never writes over its inputs)"
+            )
 
 
 Frame = tuple[str, np.ndarray]  # output name (relative, without suffix), RGB image
@@ -98,37 +157,58 @@ def _frames(
     max_pixels: int | None = None,
     rank: int = 0,
     world: int = 1,
+    check: Callable[[Path, np.ndarray], None] | None = None,
+    shortfall: Callable[[int], None] | None = None,
 ) -> Iterator[Frame]:
     """Decode inputs one at a time, as they are needed; report and skip unreadable ones. With
-    ``world`` > 1, only every world-th image or frame, from ``rank`` on."""
+    ``world`` > 1, only every world-th image or frame, from ``rank`` on. ``check(path, image)``
+    may refuse an image with a ``DataError``; ``shortfall(n)`` hears of the n images or frames
+    this rank counted on (a video's header count) and did not yield."""
     count = 0
     for item in files:
+        start, mine = count, 0
+        promised = frame_count(item.path) if item.is_video else 1
         try:
             if item.is_video:
                 for index, frame in video_frames(item.path, max_pixels):
                     if count % world == rank:
+                        if check is not None:
+                            check(item.path, frame)
+                        mine += 1
                         yield f"{item.name}_{index:06d}", frame
                     count += 1
             else:
                 if count % world == rank:  # only this rank's images are decoded
-                    yield str(item.name), read_image(item.path, max_pixels)
+                    image = read_image(item.path, max_pixels)
+                    if check is not None:
+                        check(item.path, image)
+                    mine += 1
+                    yield str(item.name), image
                 count += 1
         except DataError as err:
             if strict:
                 raise
             skipped.append(err)
-            print(f"danet: warning: skipped {err}", file=sys.stderr)
+            if len(files) > 1 or count > 0:  # else it is the only error, raised at the end
+                print(f"danet: warning: skipped {err}", file=sys.stderr)
+        expected = len(range(start + (rank - start) % world, start + promised, world))
+        if shortfall is not None and expected > mine:
+            shortfall(expected - mine)
 
 
 def _batches(
-    frames: Iterator[Frame], batch_size: int, max_pixels: int | None = None
+    frames: Iterator[Frame],
+    batch_size: int,
+    max_pixels: int | None = None,
+    pixels_of: Callable[[np.ndarray], int] | None = None,
 ) -> Iterator[list[Frame]]:
     """Consecutive frames of the same size, at most ``batch_size`` of them and at most
-    ``max_pixels`` pixels in all (but always at least one frame)."""
+    ``max_pixels`` pixels in all (but always at least one frame); ``pixels_of(image)`` counts an
+    image's pixels (default: as decoded; predict counts the size the model runs at)."""
     budget = MAX_PIXELS if max_pixels is None else max_pixels
     batch: list[Frame] = []
     for name, image in frames:
-        pixels = image.shape[0] * image.shape[1]
+        pixels = pixels_of(image) if pixels_of else image.shape[0] * image.shape[1]
         if batch and (
             len(batch) == batch_size
             or image.shape != batch[0][1].shape
@@ -150,7 +230,7 @@ def predict_paths(
     sliding_window: bool = False,
     batch_size: int = 4,
     device: str = "cpu",
-    resize: ResizeMode = "keep-aspect",
+    resize: ResizeMode | None = None,
     input_size: Sequence[int] | None = None,
     strict: bool = False,
     legend: Legend = "color",
@@ -169,7 +249,8 @@ def predict_paths(
     legend to the ``"color"`` images (default), the ``"overlay"`` ones, ``"both"`` or ``"none"``;
     the image keeps its pixels at the top left. ``overlay_video`` also writes
     ``<video-stem>_overlay.mp4`` per video. ``resize`` and ``input_size`` (default: the
-    checkpoint's) say how an image meets the model (:mod:`danet.model.segment`). Unreadable files
+    checkpoint's) say how an image meets the model (:mod:`danet.model.segment`; by default
+    ``"keep-aspect"``, or ``"squash"`` for an ONNX file exported at a fixed size). Unreadable files
     are reported on stderr and skipped, unless ``strict`` (when none can be read, the first
     one's ``DataError`` is raised). Returns the written paths. Images
     over ``max_pixels`` (default ``danet.data.io.MAX_PIXELS``) are refused (skipped unless
@@ -184,44 +265,66 @@ def predict_paths(
     world = dist.get_world_size() if dist.is_initialized() else 1
     if overlay_video and world > 1:
         raise ValueError("--overlay-video needs one process: its frames would be split over ranks")
-    files = collect_inputs(inputs)
+    files = collect_inputs(inputs, out)
     model = open_model(checkpoint, backend, int8, device)
     if model.num_classes > 256:
         raise ValueError(f"{checkpoint}: {model.num_classes} classes do not fit a uint8 label PNG")
+    if resize is None:
+        resize = "squash" if getattr(model, "fixed_size", False) else "keep-aspect"
     palette = model_palette(model)
     names = class_names(model)
     input_size = input_size or model.config.get("input_size")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    for folder in {(out / item.name).parent for item in files}:  # of killed runs
+        remove_stale_temp_files(folder, tuple(f"*_{kind}.png" for kind in OUTPUTS))
     total = sum(frame_count(item.path) if item.is_video else 1 for item in files)
     written: list[Path] = []
     skipped: list[DataError] = []
     overlays: dict[str, Path] = {}
     shard = len(range(rank, total, world))
+
+    def check(path: Path, image: np.ndarray) -> None:
+        h, w = image.shape[:2]
+        check_run_size(h, w, input_size, resize, scales, sliding_window, max_pixels, str(path))
+
+    def run_pixels(image: np.ndarray) -> int:
+        sizes = run_sizes(*image.shape[:2], input_size, resize, scales, sliding_window)
+        return max(h * w for h, w in sizes)
+
     with progress_bar(shard, "predict", unit="img", quiet=not progress) as bar:
-        frames = _frames(files, strict, skipped, max_pixels, rank, world)
-        for batch in _batches(frames, batch_size, max_pixels):
-            x = torch.stack([normalize(image, model.mean, model.std) for _, image in batch])
-            probs = predict_probs(
-                model, x.to(device), scales, flip, sliding_window, input_size, resize
-            )
-            labels = probs.argmax(1).to(torch.uint8).cpu().numpy()  # (B, H, W)
+
+        def shortfall(n: int) -> None:  # skipped inputs leave the count ("1/1", not "1/2")
+            shrink(bar, n)
+
+        frames = _frames(files, strict, skipped, max_pixels, rank, world, check, shortfall)
+        for batch in _batches(frames, batch_size, max_pixels, run_pixels):
+            images = [image for _, image in batch]
+            labels = predict_labels(
+                model, images, scales, flip, sliding_window, input_size, resize, device, max_pixels
+            )  # (B, H, W) uint8
             for (name, image), label in zip(batch, labels, strict=True):
-                color = colorize(label, palette)
-                blended = overlay(image, color)
-                if legend != "none":
-                    shown = classes_by_area(label, model.num_classes)
-                    if legend in ("color", "both"):
-                        color = add_legend(color, shown, names, palette)
-                    if legend in ("overlay", "both"):
-                        blended = add_legend(blended, shown, names, palette)
+                message = small_image_warning(*image.shape[:2], input_size)
+                if message:
+                    print(f"danet: warning: {name}: {message}", file=sys.stderr)
                 stem = out / name
                 stem.parent.mkdir(parents=True, exist_ok=True)
-                written += [
-                    save_label_png(label, palette, stem.with_name(f"{stem.name}_label.png")),
-                    save_png(color, stem.with_name(f"{stem.name}_color.png")),
-                    save_png(blended, stem.with_name(f"{stem.name}_overlay.png")),
-                ]
+                written.append(
+                    save_label_png(label, palette, stem.with_name(f"{stem.name}_{OUTPUTS[0]}.png"))
+                )
+                shown = classes_by_area(label, model.num_classes) if legend != "none" else []
+                # each picture is written and let go before the next: a photo's memory is a few
+                # copies of its pixels, not one per output
+                color = colorize(label, palette)
+                blended = overlay(image, color)
+                if legend in ("color", "both"):
+                    color = add_legend(color, shown, names, palette)
+                written.append(save_png(color, stem.with_name(f"{stem.name}_{OUTPUTS[1]}.png")))
+                del color
+                if legend in ("overlay", "both"):
+                    blended = add_legend(blended, shown, names, palette)
+                written.append(save_png(blended, stem.with_name(f"{stem.name}_{OUTPUTS[2]}.png")))
+                del blended
                 overlays[name] = written[-1]
             bar.update(len(batch))
     if overlay_video:
@@ -233,7 +336,7 @@ def predict_paths(
     if skipped and not written:  # nothing could be read: an error, as with --strict
         if len(skipped) == 1:
             raise skipped[0]
-        raise DataError(f"none of the {len(skipped)} inputs could be read; first: {skipped[0]}")
+        raise DataError(f"none of the {len(skipped)} inputs could be read (warnings above)")
     if skipped:
         print(f"danet: warning: skipped {len(skipped)} unreadable file(s)", file=sys.stderr)
     return written
@@ -249,8 +352,7 @@ def predict_command(
     **options: Any,
 ) -> list[Path]:
     """``danet predict``: :func:`predict_paths`, a share of the inputs per rank under torchrun,
-    and a summary on stdout. ``resize`` defaults to ``"keep-aspect"`` with the torch backend and
-    ``"squash"`` with onnxruntime (whose file has a fixed size)."""
+    and a summary on stdout. ``resize`` defaults as in :func:`predict_paths`."""
     rank, world, dev = init_distributed(device)
     try:
         written = predict_paths(
@@ -258,7 +360,7 @@ def predict_command(
             inputs,
             out,
             device=str(dev),
-            resize=resize or ("squash" if backend == "onnxruntime" else "keep-aspect"),
+            resize=resize,
             backend=backend,
             **options,
         )

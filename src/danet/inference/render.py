@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 from torch import nn
 
 from danet.data.classes import class_names_or_default, palette_or_default
+from danet.utils.atomic import atomic_write
 
 OVERLAY_ALPHA = 0.5
 
@@ -26,23 +28,25 @@ def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
 
 def overlay(image: np.ndarray, color: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
     """Alpha-blend a colour label image onto an RGB image (both HxWx3 uint8)."""
-    blend = (1 - alpha) * image.astype(np.float32) + alpha * color.astype(np.float32)
-    return (blend + 0.5).astype(np.uint8)
+    return cv2.addWeighted(image, 1 - alpha, color, alpha, 0.0)  # uint8 throughout, rounded
 
 
 def save_label_png(labels: np.ndarray, palette: np.ndarray, path: Path) -> Path:
     """Write HxW class indices as a palette PNG (mode ``P``): it opens in colour and
-    ``np.asarray(Image.open(path))`` gives the indices back."""
+    ``np.asarray(Image.open(path))`` gives the indices back. Written atomically, as every PNG of
+    predict: a failure (a full disk) leaves the earlier file and names it."""
     image = Image.fromarray(labels.astype(np.uint8), mode="P")
     flat = np.zeros((256, 3), np.uint8)
     flat[: len(palette)] = palette
     image.putpalette(flat.ravel().tolist())
-    image.save(path)
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
     return path
 
 
 def save_png(array: np.ndarray, path: Path) -> Path:
-    Image.fromarray(array).save(path)
+    """Write an image as a PNG, atomically."""
+    image = Image.fromarray(array)
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
     return path
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Sequence
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
+from PIL import Image
 
 from danet.data import DataError
 from danet.data.io import check_pixels
@@ -56,21 +59,33 @@ def frame_count(path: Path) -> int:
 
 
 def write_overlay_video(frames: Sequence[Path], path: Path, fps: float) -> Path:
-    """Encode overlay PNGs (all the same size) as an MP4 video (``mp4v``)."""
-    first = cv2.imread(str(frames[0]))
+    """Encode overlay PNGs as an H.264 MP4 (yuv420p, ``+faststart``): what browsers play.
+
+    PyAV's wheel carries the encoder (libx264), so no system FFmpeg is needed. Frames take the
+    first frame's size (a frame with a taller legend panel is resized to it), padded with black
+    to even sides, as yuv420p needs.
+    """
+    first = _rgb_png(frames[0])
     h, w = first.shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    if not writer.isOpened():
-        raise DataError(f"{path}: OpenCV cannot write an mp4v video here")
-    try:
+    rate = Fraction(fps).limit_denominator(1001)
+    with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height = w + w % 2, h + h % 2
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "20"}
         for frame in frames:
-            image = cv2.imread(str(frame))
+            image = first if frame == frames[0] else _rgb_png(frame)
             if image.shape[:2] != (h, w):  # a taller legend panel on some frame
                 image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-            writer.write(image)
-    finally:
-        writer.release()
+            image = np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)))
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())  # flush the encoder
     return path
+
+
+def _rgb_png(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def video_fps(path: Path) -> float:

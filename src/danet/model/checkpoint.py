@@ -8,7 +8,6 @@ with ``torch.load(weights_only=True)`` so that a crafted file cannot run code. B
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from danet import assets
-from danet.utils.atomic import atomic_write
+from danet.utils.atomic import atomic_write, read_json
+from danet.utils.bounds import MAX_CLASS_NAME, check_input_size, short
 
 # A model folder holds the constructor arguments and the weights; a training run adds its state.
 CONFIG_NAME = "config.json"
@@ -204,15 +204,60 @@ def model_file(name_or_path: str | Path) -> Path:
     return path
 
 
+def _is_rgb(color: Any) -> bool:
+    return (
+        isinstance(color, (list, tuple))
+        and len(color) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in color)
+    )
+
+
+def check_metadata(config: dict[str, Any], num_classes: int, origin: str) -> None:
+    """Check a model's class names, palette and input size (from config.json or an ONNX file's
+    metadata) against its ``num_classes``; a bad one is a ValueError naming ``origin``."""
+    names = config.get("class_names")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"{origin}: class_names must be a list of strings, not {short(names)}")
+        if len(names) != num_classes:
+            raise ValueError(f"{origin}: {len(names)} class_names for {num_classes} classes")
+        for index, name in enumerate(names):
+            if len(name) > MAX_CLASS_NAME:
+                raise ValueError(
+                    f"{origin}: class name {index} is {len(name)} characters long "
+                    f"({short(name, 40)}); at most {MAX_CLASS_NAME}"
+                )
+    palette = config.get("palette")
+    if palette is not None:
+        bad = [c for c in palette if not _is_rgb(c)] if isinstance(palette, list) else [palette]
+        if bad:
+            raise ValueError(
+                f"{origin}: palette must be [R, G, B] colours of integers 0-255, not "
+                f"{short(bad[0])}"
+            )
+        if len(palette) != num_classes:
+            raise ValueError(f"{origin}: {len(palette)} palette colours for {num_classes} classes")
+    if config.get("input_size") is not None:
+        check_input_size(config["input_size"], f"{origin}: input_size")
+
+
+def check_finite(state: dict[str, torch.Tensor], origin: str | Path) -> None:
+    """Raise a ValueError naming ``origin`` and the tensor when a weight is NaN or infinite."""
+    for name, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(
+                f"{origin}: weight {name} holds NaN or infinite values; danet loads only finite "
+                "weights (was the model saved after its training diverged?)"
+            )
+
+
 def read_config_beside(weights: Path) -> tuple[Any, Path]:
     """The ``config.json`` beside a ``.safetensors`` file, and its path."""
     config_path = weights.with_name(CONFIG_NAME)
     try:
-        return json.loads(config_path.read_text()), config_path
+        return read_json(config_path), config_path
     except FileNotFoundError:
         raise FileNotFoundError(f"{config_path}: missing (it goes beside {weights.name})") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{config_path}: not valid JSON ({err})") from None
 
 
 def run_folder_of(name_or_path: str | Path) -> Path:

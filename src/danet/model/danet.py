@@ -21,6 +21,8 @@ from danet.model.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     bundled_models,
+    check_finite,
+    check_metadata,
     check_shapes,
     model_file,
     read_config_beside,
@@ -45,12 +47,44 @@ def check_backbone(name: str) -> None:
         )
 
 
+MODEL_CARD = """
+---
+{{ card_data }}
+---
+
+# DANet semantic segmentation
+
+A Dual Attention Network (position and channel attention over a dilated CNN) saved by the
+`danet` Python package.
+
+- Code: the `danet` package (`pip install danet`); `danet --help` lists its commands.
+- Paper: Fu et al., "Dual Attention Network for Scene Segmentation", CVPR 2019,
+  https://arxiv.org/abs/1809.02983
+- Docs: `docs/usage.md` in the danet source distribution.
+
+## Usage
+
+```python
+import danet
+
+model = danet.DANet.from_pretrained("<this folder or Hub repo>")
+labels = model.predict("photo.jpg")  # HxW uint8 class indices, aspect ratio kept
+print(model.class_names)             # the name of each index
+```
+
+From the command line: `danet predict photo.jpg --checkpoint <this folder or Hub repo>`
+writes label, colour and overlay PNGs. `config.json` holds the class names, palette and input
+size.
+"""
+
+
 class DANet(
     nn.Module,
     PyTorchModelHubMixin,
     library_name="danet",
     tags=["image-segmentation", "danet"],
     license="mit",
+    model_card_template=MODEL_CARD,
 ):
     """Dual Attention Network (Fu et al., CVPR 2019).
 
@@ -150,6 +184,12 @@ class DANet(
         """Number of output classes."""
         return self.config["num_classes"]
 
+    @property
+    def class_names(self) -> list[str]:
+        """The name of each class index (``"class <k>"`` where the config has none)."""
+        names = self.config.get("class_names")
+        return list(names) if names else [f"class {k}" for k in range(self.num_classes)]
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Map a normalised (B, 3, H, W) batch to a dict of (B, classes, H, W) logits."""
         c3, c4 = self.backbone(x)
@@ -166,7 +206,9 @@ class DANet(
     def predict(self, image: Any, **kwargs: Any) -> np.ndarray | list[np.ndarray]:
         """Segment an image (a path, PIL, or an HxWx3 array) or a batch (a list, BxHxWx3).
 
-        Returns an HxW uint8 label array per image, or (K, H, W) probabilities with
+        A PIL image is turned upright by its EXIF orientation, as a path is. Returns an HxW
+        uint8 label array per image (:attr:`class_names` names its values), or (K, H, W)
+        probabilities with
         ``probs=True``. The aspect ratio is kept (``resize="keep-aspect"``; ``"squash"`` resizes
         to ``input_size``). Keyword arguments go to :func:`danet.model.segment.segment` (``scales``,
         ``flip``, ``sliding_window``, ``resize``, ``probs``, ``device``).
@@ -214,6 +256,9 @@ def _build(
     """
     if not isinstance(config, dict):
         raise ValueError(f"{origin}: the model config is not a JSON object")
+    num_classes = config.get("num_classes")
+    if isinstance(num_classes, int) and not isinstance(num_classes, bool) and num_classes > 0:
+        check_metadata(config, num_classes, str(origin))
     args = {k: v for k, v in config.items() if k != "pretrained"}
     try:
         with torch.device("meta"):
@@ -227,6 +272,7 @@ def _build(
 def set_weights(model: nn.Module, state: dict[str, torch.Tensor], origin: Path) -> nn.Module:
     """Put ``state`` into ``model`` strictly (a shape mismatch names the tensor); eval mode."""
     check_shapes(model.state_dict(), {k: v.shape for k, v in state.items()}, origin)
+    check_finite(state, origin)
     model.load_state_dict(state, strict=True)
     return model.eval()
 

@@ -31,6 +31,7 @@ from danet.options import (
     PamScale,
     Precision,
 )
+from danet.utils.bounds import INPUT_SIZE_RULE, MAX_SEED, MAX_SIZE_PIXELS, MIN_INPUT_SIDE, short
 
 # The weights of the loss terms, by output name. The paper weighs out, pam and cam equally;
 # mmsegmentation's auxiliary FCN head gets 0.4. "affinity" (off in the paper) supervises PAM's
@@ -216,6 +217,10 @@ def _at_least(low: float) -> Callable[[Any], bool]:
     return ok
 
 
+def _size_bounded(low: int) -> Callable[[Any], bool]:
+    return lambda v: min(v) >= low and v[0] * v[1] <= MAX_SIZE_PIXELS
+
+
 def _positive(value: Any) -> bool:
     values = value if isinstance(value, list) else [value]
     return bool(values) and all(v > 0 for v in values)
@@ -229,7 +234,7 @@ def _positive_or_none(value: Any) -> bool:
     return value is None or value > 0
 
 
-_SIZE = "an integer >= 1 or H,W (two integers >= 1)"
+_SIZE = f"an integer >= 1 or H,W (two integers >= 1), at most {MAX_SIZE_PIXELS} pixels in all"
 # field -> (convert, what it must be, range check)
 CHECKS: dict[str, tuple[Callable[[Any], Any], str, Callable[[Any], bool] | None]] = {
     "dataset": (_str, "a dataset name", None),
@@ -246,9 +251,9 @@ CHECKS: dict[str, tuple[Callable[[Any], Any], str, Callable[[Any], bool] | None]
     "pam_reduction": (_int, "an integer >= 1", _at_least(1)),
     "pam_scale": (_str, _one_of(PAM_SCALES), None),
     "aux_head": (_bool, "true or false", None),
-    "input_size": (_optional(_ints), _SIZE, _at_least(1)),
-    "crop_size": (_ints, _SIZE, _at_least(1)),
-    "base_size": (_optional(_ints), _SIZE, _at_least(1)),
+    "input_size": (_optional(_ints), INPUT_SIZE_RULE, _size_bounded(MIN_INPUT_SIDE)),
+    "crop_size": (_ints, _SIZE, _size_bounded(1)),
+    "base_size": (_optional(_ints), _SIZE, _size_bounded(1)),
     "scale_range": (
         _floats,
         "two numbers 0 < low <= high",
@@ -282,7 +287,7 @@ CHECKS: dict[str, tuple[Callable[[Any], Any], str, Callable[[Any], bool] | None]
     ),
     "reach_radius": (_int, "an integer >= 0 (feature pixels)", _at_least(0)),
     "loss_weights": (_weights, "a mapping of output names to numbers >= 0", None),
-    "seed": (_int, "an integer >= 0", _at_least(0)),
+    "seed": (_int, f"an integer from 0 to {MAX_SEED}", lambda v: 0 <= v <= MAX_SEED),
     "device": (_str, "auto, cpu, cuda or cuda:N", None),
     "amp": (_bool, "true or false", None),
     "precision": (_str, f"one of {', '.join(PRECISIONS)}", lambda v: v in PRECISIONS),
@@ -310,7 +315,7 @@ def check_values(values: dict[str, Any], origin: str = "config") -> dict[str, An
         if ok and name == "loss_weights":
             ok = all(w >= 0 for w in converted.values())
         if not ok:
-            raise ValueError(f"{_label(name, origin)} must be {expected}, not {value!r}")
+            raise ValueError(f"{_label(name, origin)} must be {expected}, not {short(value)}")
         checked[name] = converted
     return checked
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from danet.deploy.backend import open_model
 from danet.model.checkpoint import run_folder_of
 from danet.model.danet import load
 from danet.model.segment import predict_probs
-from danet.training.metrics import ConfusionMatrix
+from danet.training.metrics import ConfusionMatrix, dumps
 from danet.training.runfolder import read_run_config
 from danet.utils.atomic import write_text
 from danet.utils.distributed import cleanup, init_distributed, is_main
@@ -98,6 +97,26 @@ def format_table(metrics: dict[str, Any], class_names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def dataset_of_run(
+    checkpoint: str | Path,
+    dataset: str | None = None,
+    data_root: str | Path | None = None,
+    split: str | None = None,
+) -> tuple[str, str | Path, str]:
+    """``dataset``, ``data_root`` and ``split``, each defaulting to the training run's
+    (``run_config.json`` beside the checkpoint; the split to its val split, else ``val``)."""
+    run = read_run_config(run_folder_of(checkpoint))
+    dataset_name = dataset or run.get("dataset")
+    data_root = data_root or run.get("data_root")
+    split = split or run.get("val_split") or "val"
+    for flag, value in (("--dataset", dataset_name), ("--data-root", data_root)):
+        if not value:
+            raise ValueError(
+                f"{flag} is required: {checkpoint} has no run_config.json to take it from"
+            )
+    return dataset_name, data_root, split
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     dataset: str | None = None,
@@ -121,15 +140,7 @@ def evaluate_checkpoint(
     """
     if diagnostics and backend != "torch":
         raise ValueError("--diagnostics needs --backend torch (it hooks the attention modules)")
-    run = read_run_config(run_folder_of(checkpoint))
-    dataset_name = dataset or run.get("dataset")
-    data_root = data_root or run.get("data_root")
-    split = split or run.get("val_split") or "val"
-    for flag, value in (("--dataset", dataset_name), ("--data-root", data_root)):
-        if not value:
-            raise ValueError(
-                f"{flag} is required: {checkpoint} has no run_config.json to take it from"
-            )
+    dataset_name, data_root, split = dataset_of_run(checkpoint, dataset, data_root, split)
     _, _, dev = init_distributed(device)
     try:
         model = open_model(checkpoint, backend, int8, str(dev))
@@ -168,29 +179,36 @@ def evaluate_checkpoint(
     if main_rank:
         print(format_table(metrics, names))
     if json_path and main_rank:
-        write_text(json_path, json.dumps(result, indent=2))
+        write_text(json_path, dumps(result))
     return result
 
 
 def format_figures(figures: dict[str, float]) -> str:
-    """One ``name  value`` line per figure, names aligned (``danet inspect``'s output)."""
+    """One ``name  value`` line per figure, names aligned (``danet inspect``'s output); a
+    percentage (its name ends in ``(%)``) with two decimals, as ``danet eval`` prints it."""
     width = max(len(k) for k in figures)
-    return "\n".join(f"{key:<{width}}  {value:.4f}" for key, value in figures.items())
+    return "\n".join(
+        f"{key:<{width}}  {value:.2f}" if key.endswith("(%)") else f"{key:<{width}}  {value:.4f}"
+        for key, value in figures.items()
+    )
 
 
 def inspect_checkpoint(
     checkpoint: str | Path,
-    dataset: str,
-    data_root: str | Path,
-    split: str = "val",
+    dataset: str | None = None,
+    data_root: str | Path | None = None,
+    split: str | None = None,
     max_images: int | None = None,
     device: str = "cpu",
     json_path: str | Path | None = None,
     reach_radius: int = REACH_RADIUS,
+    quiet: bool = False,
 ) -> dict[str, Any]:
     """``danet inspect``: the attention figures (:mod:`danet.analysis.diagnostics`) and mIoU of a
-    checkpoint on a split (its first ``max_images``), printed one per line and, with
-    ``json_path``, written there as JSON; returns the result."""
+    checkpoint on a split (its first ``max_images``), printed one per line (mIoU in percent, as
+    ``danet eval`` prints it) and, with ``json_path``, written there as JSON; returns the result.
+    The dataset, data root and split default to the training run's, as in ``danet eval``."""
+    dataset, data_root, split = dataset_of_run(checkpoint, dataset, data_root, split)
     model = load(checkpoint, map_location=device)
     data = build_dataset(dataset, data_root, split)
     check_classes(model, data, checkpoint, dataset)
@@ -198,19 +216,27 @@ def inspect_checkpoint(
         data = data.first(max_images)
     if reach_radius < 0:
         raise ValueError(f"--reach-radius {reach_radius} must be an integer >= 0")
-    metrics = evaluate(model, data, device=device, diagnostics=True, reach_radius=reach_radius)
+    metrics = evaluate(
+        model,
+        data,
+        device=device,
+        progress=not quiet,
+        diagnostics=True,
+        reach_radius=reach_radius,
+    )
     result = {
         **metrics["attention"],
         "miou": metrics["miou"],
         "pixel_acc": metrics["pixel_acc"],
         "checkpoint": str(checkpoint),
         "dataset": dataset,
+        "data_root": str(data_root),
         "split": split,
         "images": len(data),
         "input_size": model.config.get("input_size"),
         "reach_radius": reach_radius,
     }
-    print(format_figures({**metrics["attention"], "miou": metrics["miou"]}))
+    print(format_figures({**metrics["attention"], "mIoU (%)": 100 * metrics["miou"]}))
     if json_path:
-        write_text(json_path, json.dumps(result, indent=2))
+        write_text(json_path, dumps(result))
     return result

@@ -6,6 +6,9 @@ import contextlib
 import json
 import math
 import os
+import shlex
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
@@ -37,10 +41,10 @@ from danet.training.runfolder import (
     append_row,
     has_row,
     locked,
-    remove_stale_temp_files,
     truncate_log,
+    warn,
 )
-from danet.utils.atomic import write_text
+from danet.utils.atomic import remove_stale_temp_files, write_text
 from danet.utils.device import resolve_precision
 from danet.utils.distributed import cleanup, init_distributed, is_main
 from danet.utils.progress import progress as progress_bar
@@ -48,6 +52,81 @@ from danet.utils.progress import progress as progress_bar
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT or SIGTERM stopped a run; the message names its checkpoint and how to resume."""
+
+
+class _StopOnSignal:
+    """While active, a first SIGINT or SIGTERM asks the training loop to stop after the step it is
+    in (it then saves); a second one interrupts at once (``KeyboardInterrupt``)."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def requested(self, world: int, device: torch.device) -> bool:
+        """Whether any rank was asked to stop (all ranks then stop after the same step)."""
+        if world == 1:
+            return self.signal is not None
+        flag = torch.tensor([float(self.signal is not None)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+
+def _until_stopped(batches: Iterator[Any], stop: _StopOnSignal) -> Iterator[Any]:
+    """``batches``, ending quietly where a DataLoader worker died of the Ctrl-C that asked the run
+    to stop (a terminal sends SIGINT to the workers too)."""
+    try:
+        yield from batches
+    except Exception:
+        if stop.signal is None:
+            raise
+
+
+def _resume_hint(run: Path) -> str:
+    return f"resume with: danet train --out {shlex.quote(str(run))} --resume"
+
+
+def _check_out(run: Path, overwrite: bool) -> None:
+    """Refuse an ``--out`` that holds files a new run would replace, unless ``overwrite``; with
+    it, remove the earlier run's files (a folder never mixes two runs)."""
+    if run.exists() and not run.is_dir():
+        raise NotADirectoryError(f"--out {run}: is a file; give a folder for the run")
+    if not run.is_dir():
+        return
+    if overwrite:
+        for name in RUN_FILES:
+            (run / name).unlink(missing_ok=True)
+        return
+    if (run / TRAIN_STATE_NAME).exists():
+        raise FileExistsError(
+            f"{run}: already holds a training checkpoint; pass --resume to continue it, "
+            "--overwrite to start over, or choose another --out"
+        )
+    held = sorted(p.name for p in run.iterdir() if not p.name.startswith("."))
+    if held:
+        more = f" and {len(held) - 3} more" if len(held) > 3 else ""
+        raise FileExistsError(
+            f"{run}: already holds {', '.join(held[:3])}{more}; pass --overwrite to start a new "
+            "run there (a model or an earlier run in it is replaced), or choose another --out"
+        )
 
 
 class StepBatchSampler(Sampler):
@@ -156,6 +235,7 @@ def train(
     resume: bool = False,
     changes: dict[str, Any] | None = None,
     quiet: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train DANet with the paper's recipe; returns the final val metrics (rank 0) or {}.
 
@@ -166,6 +246,9 @@ def train(
     With ``resume``, the run in ``cfg.out`` continues with its saved recipe, and ``changes``
     are the values given with ``--resume`` (see :func:`danet.training.resume.resumed_config`). The run
     folder is locked for the life of the run; stale temp files of killed saves are removed.
+    Without ``resume``, an ``out`` that holds files (a model folder, an earlier run) is refused
+    unless ``overwrite``. SIGINT or SIGTERM stops the run after the current step, saves it and
+    raises :class:`TrainingInterrupted`, whose message says how to resume.
     """
     cfg = cfg.validate()
     check_backbone(cfg.backbone)
@@ -175,20 +258,37 @@ def train(
     state_path = run / TRAIN_STATE_NAME
     state = None
     main = int(os.environ.get("RANK", "0")) == 0
+    if main and run.exists() and not run.is_dir():
+        raise NotADirectoryError(f"--out {run}: is a file; give a folder for the run")
+    if main and not resume and not overwrite:
+        _check_out(run, overwrite=False)  # before the lock's file is made in a folder it refuses
     with locked(run) if main else nullcontext():
         if main:
             remove_stale_temp_files(run, RUN_FILES)
         if resume:
             state = read_training_state(state_path)
             cfg = resumed_config(state.get("run_config"), changes or {}, state_path)
-        elif state_path.exists():
-            raise FileExistsError(
-                f"{run}: already holds a training checkpoint; pass --resume to continue it, "
-                "or choose another --out"
-            )
+        elif main:
+            if overwrite and cfg.init_weights and Path(cfg.init_weights).resolve() == run.resolve():
+                raise ValueError(
+                    f"--init-weights {cfg.init_weights} is the --out folder that --overwrite "
+                    "would clear; copy the model elsewhere, or choose another --out"
+                )
+            _check_out(run, overwrite)
         rank, world, device = init_distributed(cfg.device)
         try:
-            return _train(cfg, state, run, rank, world, device, quiet)
+            with _StopOnSignal() as stop:
+                return _train(cfg, state, run, rank, world, device, quiet, stop)
+        except KeyboardInterrupt as err:  # a second signal, or one before the loop
+            name = err.args[0] if err.args else "SIGINT"
+            if state_path.exists():
+                raise TrainingInterrupted(
+                    f"{name}: stopped; the last checkpoint {state_path} is kept; "
+                    f"{_resume_hint(run)}"
+                ) from None
+            raise TrainingInterrupted(
+                f"{name}: stopped before the first checkpoint; start again with --overwrite"
+            ) from None
         finally:
             cleanup()
 
@@ -201,7 +301,9 @@ def _train(
     world: int,
     device: torch.device,
     quiet: bool = False,
+    stop: _StopOnSignal | None = None,
 ) -> dict[str, Any]:
+    stop = stop or _StopOnSignal()
     torch.manual_seed(cfg.seed)
     dataset = build_dataset(cfg.dataset, cfg.data_root, cfg.train_split)
     val_set = build_dataset(cfg.dataset, cfg.data_root, cfg.val_split) if cfg.val_split else None
@@ -239,6 +341,12 @@ def _train(
         raise ValueError(
             f"--iters/--epochs: the run in {run} already did {start} iterations, more than the "
             f"{total} asked for; --resume can extend a run, not shorten it"
+        )
+    if cfg.warmup_iters > total and start == 0 and is_main():
+        reached = poly_lr(cfg.lr, total - 1, total, cfg.poly_power, cfg.warmup_iters)
+        warn(
+            f"--iters {total} is shorter than the warm-up ({cfg.warmup_iters} iterations): the "
+            f"learning rate peaks at {reached:.2e}, not the recipe's {cfg.lr:.2e}"
         )
     net: nn.Module = model
     if world > 1:
@@ -328,7 +436,9 @@ def _train(
 
     net.train()
     tic = time.perf_counter()
-    for step, (images, targets) in enumerate(without_worker_tracebacks(loader), start):
+    done = saved = start
+    batches = _until_stopped(without_worker_tracebacks(loader), stop)
+    for step, (images, targets) in enumerate(batches, start):
         lr = poly_lr(cfg.lr, step, total, cfg.poly_power, cfg.warmup_iters)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_mult"]
@@ -381,11 +491,25 @@ def _train(
             bar.update(1)
         if done % cfg.checkpoint_every == 0 or done == total:
             save(done)
+            saved = done
         if val_set is not None and (
             done == total or (cfg.eval_every and done % cfg.eval_every == 0)
         ):
             metrics = validate(done)
+        if done < total and stop.requested(world, device):
+            break
     bar.close()
+    if stop.signal is not None and done < total:
+        if done > saved:
+            save(done)
+        if main and not (run / TRAIN_STATE_NAME).exists():
+            raise TrainingInterrupted(
+                f"{stop.signal} before the first step: nothing saved; start again with --overwrite"
+            )
+        raise TrainingInterrupted(
+            f"{stop.signal} at step {done} of {total}: saved {run / TRAIN_STATE_NAME}; "
+            f"{_resume_hint(run)}"
+        )
     if start >= total and main:
         save(total)
     return metrics if main else {}

@@ -2,8 +2,30 @@
 
 from __future__ import annotations
 
+import json
+import math
+from typing import Any
+
 import torch
 import torch.distributed as dist
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (an absent class's NaN IoU) as ``None``: what
+    ``json.dumps`` then writes is strict JSON (``null``, never ``NaN``), which ``JSON.parse``
+    and strict parsers accept."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def dumps(value: Any, indent: int | None = 2) -> str:
+    """``value`` as strict JSON text (:func:`strict_json`)."""
+    return json.dumps(strict_json(value), indent=indent, allow_nan=False)
 
 
 class ConfusionMatrix:
@@ -22,6 +44,11 @@ class ConfusionMatrix:
         pred, target = pred[keep], target[keep]
         if target.numel() and (int(target.max()) >= n or int(target.min()) < 0):
             raise ValueError(f"target labels must lie in 0..{n - 1} or be {self.ignore_index}")
+        if pred.numel() and (int(pred.max()) >= n or int(pred.min()) < 0):
+            raise ValueError(
+                f"predicted labels must lie in 0..{n - 1}, not {int(pred.min())}..{int(pred.max())} "
+                "(does the model output more classes than the dataset has?)"
+            )
         self.mat += torch.bincount(n * target + pred, minlength=n * n).reshape(n, n)
 
     def all_reduce(self) -> None:

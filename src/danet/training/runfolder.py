@@ -1,5 +1,5 @@
-"""A training run's folder: the name of every file in it, an exclusive lock, stale temp files,
-and the metrics log.
+"""A training run's folder: the name of every file in it, an exclusive lock, and the metrics
+log (:func:`danet.utils.atomic.remove_stale_temp_files` removes the temp files of killed saves).
 
 The log, ``metrics.jsonl``, gets one JSON object per line. A line is appended with one
 ``write`` on an ``O_APPEND`` descriptor and, if that fails (a full disk), the file is cut back to
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from danet.model.checkpoint import CONFIG_NAME, TRAIN_STATE_NAME, WEIGHTS_NAME
-from danet.utils.atomic import write_text
+from danet.utils.atomic import read_json, write_text
 
 # A run folder is a model folder (CONFIG_NAME, WEIGHTS_NAME, TRAIN_STATE_NAME, named where the
 # model's files are defined) plus the log, its plot and the recipe the run was trained with.
@@ -51,14 +51,19 @@ def locked(run: str | Path) -> Iterator[Path]:
     """Hold an exclusive ``fcntl`` lock on ``run/.danet-train.lock`` for the life of a run.
 
     A second run into the same folder fails at once with :class:`RunFolderBusy`. The lock goes
-    with the process, so a killed run never leaves a stale one.
+    with the process, so a killed run never leaves a stale one. A folder that this call created
+    and that holds nothing but the lock when the run ends (it failed before writing anything) is
+    removed.
     """
     run = Path(run)
+    created = not run.exists()
     run.mkdir(parents=True, exist_ok=True)
     fd = os.open(run / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    held = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
         except BlockingIOError:
             raise RunFolderBusy(
                 f"{run}: another danet train is running in this folder (it holds "
@@ -66,20 +71,10 @@ def locked(run: str | Path) -> Iterator[Path]:
             ) from None
         yield run
     finally:
+        if held and created and {p.name for p in run.iterdir()} == {LOCK_NAME}:
+            (run / LOCK_NAME).unlink()  # while still holding it
+            run.rmdir()
         os.close(fd)
-
-
-def remove_stale_temp_files(run: str | Path, names: tuple[str, ...]) -> list[Path]:
-    """Delete ``.<name>.*.tmp`` files that killed atomic writes of ``names`` left in ``run``.
-
-    Call it while holding :func:`locked`, so that no live write's temp file is taken.
-    """
-    removed = []
-    for name in names:
-        for path in Path(run).glob(f".{name}.*.tmp"):
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
 
 
 def append_row(path: str | Path, row: dict[str, Any]) -> None:
@@ -136,10 +131,7 @@ def read_run_config(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / RUN_CONFIG_NAME
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    data = read_json(path)
     return data if isinstance(data, dict) else {}
 
 

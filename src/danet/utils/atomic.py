@@ -1,13 +1,20 @@
-"""Atomic file writes: a crash or a full disk leaves the old file or the new one, never a torn one."""
+"""Atomic file writes: a crash or a full disk leaves the old file or the new one, never a torn one;
+the temp files of killed writes; small JSON files read with one-line errors."""
 
 from __future__ import annotations
 
 import errno
+import fcntl
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+MAX_JSON_BYTES = 16 << 20
+"""A danet JSON file (config.json, run_config.json) is far smaller; larger ones are refused."""
 
 
 def _disk_full(folder: Path) -> bool:
@@ -25,11 +32,11 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     on device", "Permission denied", ...), not the temp file.
     """
     path = Path(path)
-    tmp = None
+    tmp, fd = None, None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a live write: remove_stale_temp_files leaves it alone
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -37,7 +44,11 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
+        os.close(fd)
+        fd = None
     except BaseException as err:
+        if fd is not None:
+            os.close(fd)
         full = not isinstance(err, OSError) and tmp is not None and _disk_full(path.parent)
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
@@ -52,3 +63,50 @@ def write_text(path: str | Path, text: str) -> Path:
     """Atomically write ``text`` to ``path``."""
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     return Path(path)
+
+
+def remove_stale_temp_files(folder: str | Path, names: tuple[str, ...]) -> list[Path]:
+    """Delete the ``.<name>.*.tmp`` files of :func:`atomic_write` that killed commands left in
+    ``folder`` (``names`` may be glob patterns, ``*.png``). A live write's temp file is locked
+    and kept."""
+    removed = []
+    for name in names:
+        for path in Path(folder).glob(f".{name}.*.tmp"):
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # another process is writing it
+            else:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+            finally:
+                os.close(fd)
+    return removed
+
+
+def read_json(path: str | Path) -> Any:
+    """A small JSON file's data; a file that is too large, not UTF-8, not JSON or nested too
+    deeply is a one-line ValueError that names it (a missing one, FileNotFoundError)."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise ValueError(f"{path}: {size} bytes; a danet JSON file is at most {MAX_JSON_BYTES}")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); expected JSON") from None
+    return parse_json(text, str(path))
+
+
+def parse_json(text: str, origin: str) -> Any:
+    """``json.loads(text)``, with errors as one-line ValueErrors naming ``origin``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{origin}: not valid JSON ({err})") from None
+    except RecursionError:
+        raise ValueError(f"{origin}: JSON nested too deeply to be a danet file") from None

@@ -37,6 +37,12 @@ class LineProgress:
             self._next = (self.n // self._step + 1) * self._step
             self._line()
 
+    def shrink(self, n: int) -> None:
+        """Take ``n`` off the total (inputs that were skipped); say so if the work is then done."""
+        self.total -= n
+        if self.n >= self.total > 0:
+            self._line()
+
     def write(self, text: str) -> None:
         """A result line of its own on stdout (a validation's mIoU), as ``tqdm.write``."""
         print(text, flush=True)
@@ -66,6 +72,16 @@ class _Silent(LineProgress):
 
     def _print(self, line: str) -> None:
         pass
+
+
+def shrink(bar: tqdm | LineProgress, n: int) -> None:
+    """Take ``n`` items off a bar's total: the count then reads "1/1", not "1/2", when one of two
+    inputs was skipped."""
+    if isinstance(bar, LineProgress):
+        bar.shrink(n)
+    else:
+        bar.total -= n
+        bar.refresh()
 
 
 def progress(

@@ -1,0 +1,99 @@
+"""ONNX files whose metadata lies (issue #23): class count against the graph, a zero std,
+palette overflow, broken or deeply nested JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+import danet
+from danet.cli import main
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    """Exit status and stderr of ``danet argv`` (argparse's own exits included)."""
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    return code, capsys.readouterr().err.strip()
+
+
+def one_line(err: str) -> str:
+    """The one error line of stderr (warnings and progress lines aside), with no traceback."""
+    lines = [
+        line
+        for line in err.splitlines()
+        if line.strip() and not line.startswith(("danet: warning", "predict ", "train "))
+    ]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def _png(path: Path, size: tuple[int, int] = (40, 60)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def _edit_config(folder: Path, **changes: object) -> Path:
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from danet.deploy.export import export_onnx
+
+    model = danet.DANet(num_classes=11, backbone="mobilenetv2_100", input_size=[32, 32]).eval()
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    stale = path.with_name(".model.onnx.k1ll3d.tmp")  # 17: a killed export's temp file
+    stale.write_bytes(b"\0" * 1000)
+    export_onnx(model, path)
+    assert not stale.exists()
+    return path
+
+
+def _with_metadata(src: Path, dst: Path, **changes: str) -> Path:
+    proto = onnx.load(str(src))
+    onnx.helper.set_model_props(
+        proto, {**{p.key: p.value for p in proto.metadata_props}, **changes}
+    )
+    onnx.save(proto, str(dst))
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"class_names": json.dumps([f"c{k}" for k in range(5)]),
+          "palette": json.dumps([[0, 0, 0]] * 5)},
+         "the graph outputs 11 classes but its metadata names 5"),
+        ({"std": "[0, 0, 0]"}, "metadata 'std' must be 3 numbers > 0"),
+        ({"palette": json.dumps([[0, 0, 300]] * 11)}, "palette must be [R, G, B] colours of integers 0-255"),
+        ({"mean": "[0.5, 0.5"}, "metadata 'mean': not valid JSON"),
+        ({"mean": "[1, 2, 3, 4]"}, "metadata 'mean' must be 3 finite numbers"),
+        ({"input_size": "[0, 0]"}, "metadata: input_size must be H,W"),
+        ({"config": "[" * 100_000}, "metadata 'config': JSON nested too deeply"),
+    ],
+)  # fmt: skip
+def test_lying_onnx_metadata_is_refused_naming_the_file(
+    onnx_file: Path, tmp_path: Path, capsys, changes: dict[str, str], message: str
+) -> None:
+    from danet.deploy.onnx_runtime import OnnxModel
+
+    path = _with_metadata(onnx_file, tmp_path / "lying.onnx", **changes)
+    with pytest.raises(ValueError, match=str(path)) as info:
+        OnnxModel(path)
+    assert message in str(info.value)
+    image = _png(tmp_path / "a.png")
+    code, err = run(["predict", str(image), "--checkpoint", str(path), "--backend", "onnxruntime",
+                     "--out", str(tmp_path / "o")], capsys)  # fmt: skip
+    assert code == 2 and message in one_line(err)
