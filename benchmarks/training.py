@@ -49,8 +49,26 @@ VARIANTS: dict[str, dict] = {
     },
     "bf16 + channels_last, workers 0": {"precision": "bf16", "channels_last": True, "workers": 0},
     "bf16 + channels_last, workers 2": {"precision": "bf16", "channels_last": True, "workers": 2},
+    "channels_last, workers 0": {"precision": "fp32", "channels_last": True, "workers": 0},
+    "channels_last, workers 2": {"precision": "fp32", "channels_last": True, "workers": 2},
+    "channels_last, no affinity loss": {
+        "precision": "fp32",
+        "channels_last": True,
+        "loss_weights": {"affinity": 0.0},
+    },
+    "channels_last, output stride 16": {
+        "precision": "fp32",
+        "channels_last": True,
+        "output_stride": 16,
+    },
 }
 PEER = "smp DeepLabV3+ MobileNetV2, plain loop (fp32)"
+FAILURES: dict[str, str] = {}  # variant name -> the last line its failed run printed
+
+
+def changes_name(changes: dict) -> str:
+    """The variant name of a recipe change set."""
+    return next(name for name, value in VARIANTS.items() if value is changes)
 
 
 def run_variant(changes: dict, args: argparse.Namespace, folder: Path) -> list[float]:
@@ -65,7 +83,11 @@ def run_variant(changes: dict, args: argparse.Namespace, folder: Path) -> list[f
     cmd = [sys.executable, "-m", "danet", "train", "--config", str(config), "--out", str(out),
            "--data-root", str(args.data_root), "--train-split", args.split, "--val-split", "",
            "--iters", str(args.iters), "--checkpoint-every", "100000", "--quiet"]  # fmt: skip
-    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:  # a variant that diverges (bf16 on some CPUs) is reported, not timed
+        FAILURES[changes_name(changes)] = done.stderr.strip().splitlines()[-1]
+        return []
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return [r["sec"] for r in rows if "sec" in r][args.skip :]
 
@@ -140,7 +162,8 @@ def main() -> None:
                 else:
                     secs = run_variant(VARIANTS[name], args, Path(tmp))
             steps[name] += secs
-            print(f"round {round_ + 1} {name}: median {statistics.median(secs):.2f} s/step")
+            median = f"median {statistics.median(secs):.2f} s/step" if secs else "failed"
+            print(f"round {round_ + 1} {name}: {median}")
     cfg = TrainConfig.from_file(args.config)
     base = statistics.median(steps[names[0]])
     lines = [
@@ -152,6 +175,9 @@ def main() -> None:
         "|---|---:|---:|---:|",
     ]
     for name in names:
+        if not steps[name]:
+            lines.append(f"| {name} | failed: {FAILURES.get(name, '?')} | — | 0 |")
+            continue
         median = statistics.median(steps[name])
         lines.append(f"| {name} | {median:.2f} | {median / base:.2f}x | {len(steps[name])} |")
     lines += [
