@@ -142,6 +142,30 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
     assert read_training_state(tmp_path / "run" / "checkpoint.pt")["step"] == 2
 
 
+def test_overflowing_gradients_stop_naming_a_tensor(
+    camvid_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import danet.training.loop
+
+    class HugeLoss(danet.training.loop.DANetLoss):
+        calls = 0
+
+        def forward(self, *args, **kwargs):
+            total, parts = super().forward(*args, **kwargs)
+            HugeLoss.calls += 1  # a finite loss whose gradients overflow float32 norms
+            return (total * 1e30 if HugeLoss.calls == 3 else total), parts
+
+    monkeypatch.setattr(danet.training.loop, "DANetLoss", HugeLoss)
+    cfg = TrainConfig(
+        dataset="camvid", data_root=str(camvid_root), val_split="", out=str(tmp_path / "run"),
+        pretrained=None, crop_size=[32, 32], batch_size=2, workers=0, iters=5,
+        checkpoint_every=2, grad_clip_norm=10.0,
+    )  # fmt: skip
+    with pytest.raises(TrainingDiverged, match=r"at step 3 .*first non-finite gradient: \w"):
+        train(cfg)
+    assert read_training_state(tmp_path / "run" / "checkpoint.pt")["step"] == 2
+
+
 def test_full_disk_during_save_keeps_previous_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

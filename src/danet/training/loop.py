@@ -468,17 +468,27 @@ def _train(
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
-        max_norm = cfg.grad_clip_norm if cfg.grad_clip_norm is not None else math.inf
-        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
+        # each tensor's norm before any clipping, so a non-finite total can be traced to them
+        named = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
+        norms = torch.stack([torch.linalg.vector_norm(g) for _, g in named])
+        grad_norm = torch.linalg.vector_norm(norms).item()
         if not math.isfinite(grad_norm) and not amp:  # under float16 the scaler skips the step
-            bad = [n for n, p in model.named_parameters()
-                   if p.grad is not None and not torch.isfinite(p.grad).all()]  # fmt: skip
+            bad = [
+                n for (n, _), v in zip(named, norms.tolist(), strict=True) if not math.isfinite(v)
+            ]
             raise TrainingDiverged(
                 f"the gradient norm is {grad_norm} at step {step + 1} (the loss was "
-                f"{loss.item():.4f}; first non-finite gradient: {bad[0] if bad else '?'}, "
-                f"{len(bad)} tensors in all); stopped, and the last good checkpoint "
+                f"{loss.item():.4f}; "
+                + (
+                    f"first non-finite gradient: {bad[0]}, {len(bad)} tensors in all"
+                    if bad
+                    else "every tensor's gradient finite, their total beyond float32"
+                )  # fmt: skip
+                + "); stopped, and the last good checkpoint "
                 f"{run / TRAIN_STATE_NAME} is kept"
             )
+        if cfg.grad_clip_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
         scaler.step(optimizer)
         scaler.update()
         done = step + 1
