@@ -17,7 +17,15 @@ from pathlib import Path
 import danet
 
 NAMES = {"none": "FCN baseline", "pam": "PAM only", "cam": "CAM only", "both": "DANet (PAM + CAM)"}
-DIAGNOSTICS = ("pam_lift", "pam_entropy", "pam_gamma", "cam_max_weight", "cam_gamma")
+DIAGNOSTICS = (
+    "pam_far_same_mass",
+    "pam_local_mass",
+    "pam_lift",
+    "pam_gamma",
+    "pam_term_ratio",
+    "cam_max_weight",
+    "cam_gamma",
+)
 
 
 def _read(path: Path) -> dict | None:
@@ -50,9 +58,9 @@ def main(paths: list[str]) -> None:
         read = _read(path)
         if read is not None:
             by_variant[read["config"].get("attention", "both")].append(read)
-    head = "| variant | val mIoU (mean ± sd) | per seed | " + " | ".join(DIAGNOSTICS)
-    print(head + " | s/step (median) |")
-    print("|---|---:|---|" + "---:|" * len(DIAGNOSTICS) + "---:|")
+    head = "| variant | val mIoU (mean ± sd) | per seed | lowest class IoU | "
+    print(head + " | ".join(DIAGNOSTICS) + " | s/step (median) |")
+    print("|---|---:|---|---:|" + "---:|" * len(DIAGNOSTICS) + "---:|")
     for attention in (a for a in NAMES if a in by_variant):
         runs = sorted(by_variant[attention], key=lambda r: r["seed"])
         mious = [100 * r["result"]["miou"] for r in runs]
@@ -64,10 +72,12 @@ def main(paths: list[str]) -> None:
             )
             for k in DIAGNOSTICS
         ]
+        lowest = min(min(r["result"]["per_class_iou"]) for r in runs)
         seconds = [s for r in runs for s in r["seconds"]]
         step = f"{statistics.median(seconds):.2f} s" if seconds else "—"
         print(
             f"| {NAMES[attention]} | **{statistics.mean(mious):.2f}** ± {spread:.2f} | {seeds} | "
+            f"{100 * lowest:.1f} | "
             + " | ".join(diag)
             + f" | {step} |"
         )
