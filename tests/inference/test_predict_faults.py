@@ -1,6 +1,7 @@
 """danet predict under faults (issue #23): a full disk keeps earlier outputs, outputs never
 land on inputs, thin images are bounded by the size they run at, stale temp files go, symlinked
-folders are reported, skipped inputs leave the progress count."""
+folders are reported, skipped inputs leave the progress count, an overlay video appears whole or
+not at all."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line, contents, random_png
+from conftest import assert_one_line, contents, make_video, random_png
 from PIL import Image
 
 from danet.inference.files import collect_inputs
@@ -133,3 +134,52 @@ def test_progress_leaves_out_skipped_inputs(
     assert code == 0
     progress = [line for line in err.splitlines() if line.startswith("predict ")]
     assert progress[-1].startswith("predict 1/1 img (100%)"), err
+
+
+def test_an_overlay_video_appears_whole_or_not_at_all(
+    checkpoint: Path, tmp_path: Path, cli, monkeypatch
+) -> None:
+    import av
+
+    clip, out = make_video(tmp_path / "clip.avi"), tmp_path / "out"
+    video = out / "clip_overlay.mp4"
+    out.mkdir()
+    stale = out / ".clip_overlay.mp4.k1ll3d.tmp"  # a killed run's temp file
+    stale.write_bytes(b"\0" * 1000)
+    real_open = av.open
+
+    class FullDiskMidway:
+        """The encoder's container, whose disk is full once its first packets are in its file."""
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self.container = real_open(*args, **kwargs)
+
+        def __enter__(self) -> FullDiskMidway:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.container.__exit__(*exc)
+
+        def add_stream(self, *args: object, **kwargs: object) -> object:
+            return self.container.add_stream(*args, **kwargs)
+
+        def mux(self, packets: list) -> None:
+            self.container.mux(packets)
+            if packets:
+                assert not video.exists(), "the video is at its final path before it is whole"
+                # it is encoded into a temp file beside it; the killed run's temp file is gone
+                assert [p.name for p in out.glob(".clip_overlay.mp4.*.tmp")] == [
+                    Path(self.container.name).name
+                ] and not stale.exists()
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(av, "open", FullDiskMidway)
+    argv = ["predict", str(clip), "--checkpoint", str(checkpoint), "--out", str(out),
+            "--overlay-video", "--quiet"]  # fmt: skip
+    code, _, err = cli(argv)
+    assert code == 2
+    assert assert_one_line(err) == f"danet predict: error: No space left on device: {video}"
+    assert not video.exists() and not list(out.glob(".*.tmp"))  # no half video, no temp file
+    monkeypatch.setattr(av, "open", real_open)
+    assert cli(argv).code == 0
+    assert video.stat().st_size > 0 and not list(out.glob(".*.tmp"))
