@@ -8,6 +8,7 @@ skipped with the reason otherwise.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -28,7 +29,7 @@ from danet.cli import main
 from danet.data import DataError
 from danet.model.checkpoint import read_training_state, save_training_state
 from danet.training.config import TrainConfig
-from danet.training.runfolder import locked, read_rows
+from danet.training.runfolder import append_row, has_row, locked, read_rows, truncate_log
 
 TINY = [
     "--dataset", "camvid", "--backbone", "mobilenetv2_100", "--pretrained", "none",
@@ -188,6 +189,36 @@ def test_resume_skips_a_torn_last_line_and_json_errors_name_the_file(
     (out / "metrics.jsonl").write_text("\n".join([rows[0], "{oops", *rows[1:]]) + "\n")
     with pytest.raises(ValueError, match=r"metrics.jsonl: line 2 is not valid JSON"):
         read_rows(out / "metrics.jsonl")
+
+
+def _refuse(constant: str) -> None:
+    raise ValueError(f"{constant}: not strict JSON")
+
+
+def test_non_finite_numbers_are_logged_as_null_and_read_back(tmp_path: Path) -> None:
+    from danet.training.curves import plot_curves
+
+    run = tmp_path / "r"
+    run.mkdir()
+    log = run / "metrics.jsonl"
+    append_row(log, {"step": 1, "loss": 0.5, "grad_norm": math.inf, "lr": 0.01, "sec": 0.1})
+    append_row(log, {"step": 2, "val_miou": math.nan, "val_pixel_acc": 0.5, "pam_lift": -math.inf})
+    with open(log, "a") as f:  # a null where a number is plotted
+        f.write('{"step": 3, "loss": null, "grad_norm": 1.0, "lr": 0.01, "sec": 0.1}\n')
+    append_row(log, {"step": 4, "val_miou": 0.25, "val_pixel_acc": 0.5, "pam_lift": 1.5})
+    lines = [json.loads(line, parse_constant=_refuse) for line in log.read_text().splitlines()]
+    assert lines[0]["grad_norm"] is None and lines[0]["loss"] == 0.5
+    assert lines[1]["val_miou"] is None and lines[1]["pam_lift"] is None
+    # the readers: the rows, resume's look for a validation, curves.png, resume's truncation
+    rows = read_rows(log)
+    assert math.isnan(rows[0]["grad_norm"]) and math.isnan(rows[2]["loss"])
+    assert math.isnan(rows[1]["val_miou"]) and rows[3]["val_miou"] == 0.25
+    assert has_row(log, 2, "val_miou")
+    assert plot_curves(run).stat().st_size > 0
+    truncate_log(run, 2)
+    assert [json.loads(line, parse_constant=_refuse) for line in log.read_text().splitlines()] == (
+        lines[:2]
+    )
 
 
 def test_full_disk_during_training_then_resume_on_a_real_tmpfs(
