@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -24,6 +28,68 @@ def _cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test's own XDG cache (the onnxruntime backend's exports), never the user's."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     return tmp_path / "xdg-cache"
+
+
+class CliResult(NamedTuple):
+    """What ``danet argv`` gave: its exit status, stdout and stderr (both stripped)."""
+
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture) -> Callable[[list[str]], CliResult]:
+    """Runs ``danet argv`` in this process: ``code, out, err = cli(["predict", ...])``.
+
+    The exit status is the one a shell sees: argparse's own exits (``SystemExit``) included.
+    The output is all captured since the test's last read of it, this call's and any before."""
+    from danet.cli import main
+
+    def run(argv: list[str]) -> CliResult:
+        try:
+            code = main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out.strip(), captured.err.strip())
+
+    return run
+
+
+# a tqdm progress bar's redraw, or a progress line off a terminal (danet.utils.progress.LineProgress)
+_PROGRESS = re.compile(r"^\w+:\s+\d+%\||^\w+ \d+/\d+ \w+( \(\d+%\))?  ")
+
+
+def assert_one_line(err: str, *needles: str) -> str:
+    """The one error line of stderr ``err`` (progress bars and warnings aside), asserting there is
+    exactly one, no traceback, and that each of ``needles`` is in it; returns the line."""
+    parts = [p for p in re.split(r"\r|\n|\x1b\[A|(?=danet \w+: )", err) if p.strip()]
+    lines = [p for p in parts if not _PROGRESS.match(p) and not p.startswith("danet: warning")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def edit_config(folder: Path, **changes: object) -> Path:
+    """``folder``'s config.json with ``changes`` written over its keys."""
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+    return folder
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    """Each file of ``folder`` (not below it) by name: its bytes."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def random_png(path: Path, size: tuple[int, int] = (40, 60)) -> Path:
+    """A PNG of random pixels, ``size`` (H, W), at ``path`` (its folders made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+    return path
 
 
 def make_camvid_tree(root: Path, splits: dict[str, int], size: tuple[int, int] = (48, 64)) -> Path:

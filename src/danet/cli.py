@@ -490,27 +490,36 @@ def run_train(args: argparse.Namespace) -> None:
     print(f"model: {Path(cfg.out) / 'model.safetensors'} (use it with --checkpoint {cfg.out})")
 
 
+def _evaluation(args: argparse.Namespace) -> dict[str, Any]:
+    """What eval and inspect both pass on: the checkpoint, its split, the device, ``--json`` and
+    ``--quiet``; ``--json`` is checked writable first (before the evaluation is spent) and a
+    killed run's temp files beside it are removed."""
+    if args.json:
+        check_writable_file(args.json)
+        remove_stale_temp_files(Path(args.json).parent, (Path(args.json).name,))
+    return {
+        "checkpoint": args.checkpoint,
+        "dataset": args.dataset,
+        "data_root": args.data_root,
+        "split": args.split,
+        "device": args.device,
+        "json_path": args.json,
+        "quiet": args.quiet,
+    }
+
+
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     """``danet eval``: per-class table on stdout, JSON with the settings used."""
     from danet.training.evaluate import evaluate_checkpoint
 
-    if args.json:
-        check_writable_file(args.json)  # before the evaluation is spent
-        remove_stale_temp_files(Path(args.json).parent, (Path(args.json).name,))
     return evaluate_checkpoint(
-        args.checkpoint,
-        args.dataset,
-        args.data_root,
-        args.split,
+        **_evaluation(args),
         scales=args.scales,
         flip=args.flip,
         sliding_window=args.sliding_window,
-        device=args.device,
         backend=args.backend,
         int8=args.int8,
         diagnostics=args.diagnostics,
-        json_path=args.json,
-        quiet=args.quiet,
     )
 
 
@@ -518,19 +527,10 @@ def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
     """``danet inspect``: the attention diagnostics (and mIoU) of a checkpoint on a split."""
     from danet.training.evaluate import inspect_checkpoint
 
-    if args.json:
-        check_writable_file(args.json)  # before the evaluation is spent
-        remove_stale_temp_files(Path(args.json).parent, (Path(args.json).name,))
     return inspect_checkpoint(
-        args.checkpoint,
-        args.dataset,
-        args.data_root,
-        args.split,
+        **_evaluation(args),
         max_images=args.max_images,
-        device=args.device,
-        json_path=args.json,
         reach_radius=args.reach_radius,
-        quiet=args.quiet,
     )
 
 

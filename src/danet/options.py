@@ -4,7 +4,8 @@ This module imports nothing heavy, so the ``danet`` command builds its parser fr
 loading torch. Each option is checked once, by :func:`check_choice`, in the module that uses it:
 ``attention`` in :class:`danet.model.head.DAHead`, ``cam_variant`` in
 :class:`danet.model.attention.ChannelAttention`, ``pam_scale`` and ``pam_impl`` in
-:class:`danet.model.attention.PositionAttention`.
+:class:`danet.model.attention.PositionAttention`, ``affinity_target`` in
+:class:`danet.training.losses.DANetLoss`.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from danet.analysis.attention_maps import attention_scale
 from danet.analysis.diagnostics import AttentionInputs, AttentionStats
 from danet.cli import main
 from danet.model.attention import PositionAttention
+from danet.training.config import TrainConfig
 from danet.training.losses import DANetLoss, affinity_loss
 
 # A 2x4 feature map: left half class 0, right half class 1, one void pixel.
@@ -112,6 +113,16 @@ def test_affinity_loss_term_is_weighted_into_the_total() -> None:
     assert q.grad is not None and q.grad.abs().sum() > 0
     _, parts = DANetLoss({"out": 1.0})(logits, LABELS, (q, k, (2, 4)))
     assert "affinity" not in parts  # off unless weighted
+
+
+def test_affinity_target_is_checked_once_where_it_is_given() -> None:
+    # a recipe names the file and the field; DANetLoss, built without a recipe, checks its own
+    with pytest.raises(ValueError, match=r"^r.yaml: affinity_target must be one of mass, uniform, "
+                       r"not 'sharp'$"):  # fmt: skip
+        TrainConfig().merge({"affinity_target": "sharp"}, origin="r.yaml")
+    with pytest.raises(ValueError, match=r"^affinity_target='sharp' is not one of \('mass', "
+                       r"'uniform'\)$"):  # fmt: skip
+        DANetLoss(affinity_target="sharp")
 
 
 def test_cam_saturation_figures(small_model: danet.DANet) -> None:

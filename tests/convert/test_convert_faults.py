@@ -3,68 +3,36 @@ text files, stale temp files."""
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 
 import pytest
 import torch
-
-from danet.cli import main
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
-    """Exit status and stderr of ``danet argv`` (argparse's own exits included)."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, capsys.readouterr().err.strip()
+from conftest import assert_one_line, contents
 
 
-def one_line(err: str) -> str:
-    """The one error line of stderr (warnings and progress lines aside), with no traceback."""
-    lines = [
-        line
-        for line in err.splitlines()
-        if line.strip() and not line.startswith(("danet: warning", "predict ", "train "))
-    ]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
-def _contents(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
-
-
-def _edit_config(folder: Path, **changes: object) -> Path:
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, **changes}))
-    return folder
-
-
-def test_convert_refuses_an_out_that_holds_anything(
-    checkpoint: Path, tmp_path: Path, capsys
-) -> None:
+def test_convert_refuses_an_out_that_holds_anything(checkpoint: Path, tmp_path: Path, cli) -> None:
     src = tmp_path / "src.pth"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, src)
-    before = _contents(checkpoint)
-    code, err = run(["convert", str(src), "--out", str(checkpoint)], capsys)
+    before = contents(checkpoint)
+    code, _, err = cli(["convert", str(src), "--out", str(checkpoint)])
     assert code == 2
-    line = one_line(err)
+    line = assert_one_line(err)
     assert f"--out {checkpoint}: already holds config.json, model.safetensors" in line, line
     assert "--overwrite" in line
-    assert _contents(checkpoint) == before
+    assert contents(checkpoint) == before
     run_folder = tmp_path / "run"
     run_folder.mkdir()
     torch.save({"step": 1}, run_folder / "checkpoint.pt")
-    code, err = run(["convert", str(src), "--out", str(run_folder), "--overwrite"], capsys)
-    assert code == 2 and "holds a training run (checkpoint.pt)" in one_line(err)
+    code, _, err = cli(["convert", str(src), "--out", str(run_folder), "--overwrite"])
+    assert code == 2 and "holds a training run (checkpoint.pt)" in assert_one_line(err)
     file_out = tmp_path / "model.safetensors"
     file_out.write_text("mine")
-    code, err = run(["convert", str(src), "--out", str(file_out)], capsys)
+    code, _, err = cli(["convert", str(src), "--out", str(file_out)])
     assert code == 2
-    assert one_line(err).endswith(f"--out {file_out}: is a file; give a folder for the model")
+    assert assert_one_line(err).endswith(
+        f"--out {file_out}: is a file; give a folder for the model"
+    )
     assert file_out.read_text() == "mine"
 
 
@@ -91,12 +59,12 @@ def test_convert_refuses_a_source_that_inflates_before_loading_it(
         read_checkpoint(bomb)
 
 
-def test_a_text_file_given_to_convert_is_named(tmp_path: Path, capsys) -> None:
+def test_a_text_file_given_to_convert_is_named(tmp_path: Path, cli) -> None:
     src = tmp_path / "notes.pth"
     src.write_text("these are not weights\n")
-    code, err = run(["convert", str(src), "--out", str(tmp_path / "m")], capsys)
+    code, _, err = cli(["convert", str(src), "--out", str(tmp_path / "m")])
     assert code == 2
-    assert one_line(err).startswith(
+    assert assert_one_line(err).startswith(
         f"danet convert: error: {src}: not a PyTorch checkpoint (it is text)"
     )
 

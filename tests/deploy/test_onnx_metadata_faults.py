@@ -6,46 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
-from PIL import Image
+from conftest import assert_one_line, random_png
 
 import danet
-from danet.cli import main
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
-    """Exit status and stderr of ``danet argv`` (argparse's own exits included)."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, capsys.readouterr().err.strip()
-
-
-def one_line(err: str) -> str:
-    """The one error line of stderr (warnings and progress lines aside), with no traceback."""
-    lines = [
-        line
-        for line in err.splitlines()
-        if line.strip() and not line.startswith(("danet: warning", "predict ", "train "))
-    ]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
-def _png(path: Path, size: tuple[int, int] = (40, 60)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
-    return path
-
-
-def _edit_config(folder: Path, **changes: object) -> Path:
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, **changes}))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +50,7 @@ def _with_metadata(src: Path, dst: Path, **changes: str) -> Path:
     ],
 )  # fmt: skip
 def test_lying_onnx_metadata_is_refused_naming_the_file(
-    onnx_file: Path, tmp_path: Path, capsys, changes: dict[str, str], message: str
+    onnx_file: Path, tmp_path: Path, cli, changes: dict[str, str], message: str
 ) -> None:
     from danet.deploy.onnx_runtime import OnnxModel
 
@@ -93,7 +58,7 @@ def test_lying_onnx_metadata_is_refused_naming_the_file(
     with pytest.raises(ValueError, match=str(path)) as info:
         OnnxModel(path)
     assert message in str(info.value)
-    image = _png(tmp_path / "a.png")
-    code, err = run(["predict", str(image), "--checkpoint", str(path), "--backend", "onnxruntime",
-                     "--out", str(tmp_path / "o")], capsys)  # fmt: skip
-    assert code == 2 and message in one_line(err)
+    image = random_png(tmp_path / "a.png")
+    code, _, err = cli(["predict", str(image), "--checkpoint", str(path), "--backend", "onnxruntime",
+                        "--out", str(tmp_path / "o")])  # fmt: skip
+    assert code == 2 and message in assert_one_line(err)

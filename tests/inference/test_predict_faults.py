@@ -1,67 +1,29 @@
 """danet predict under faults (issue #23): a full disk keeps earlier outputs, outputs never
 land on inputs, thin images are bounded by the size they run at, stale temp files go, symlinked
-folders are reported, skipped inputs leave the progress count."""
+folders are reported, skipped inputs leave the progress count, an overlay video appears whole or
+not at all."""
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import assert_one_line, contents, make_video, random_png
 from PIL import Image
 
-from danet.cli import main
 from danet.inference.files import collect_inputs
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
-    """Exit status and stderr of ``danet argv`` (argparse's own exits included)."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, capsys.readouterr().err.strip()
-
-
-def one_line(err: str) -> str:
-    """The one error line of stderr (warnings and progress lines aside), with no traceback."""
-    lines = [
-        line
-        for line in err.splitlines()
-        if line.strip() and not line.startswith(("danet: warning", "predict ", "train "))
-    ]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
-def _png(path: Path, size: tuple[int, int] = (40, 60)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
-    return path
-
-
-def _contents(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
-
-
-def _edit_config(folder: Path, **changes: object) -> Path:
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, **changes}))
-    return folder
-
-
 def test_full_disk_during_a_predict_rerun_keeps_the_earlier_outputs(
-    checkpoint: Path, tmp_path: Path, capsys, monkeypatch
+    checkpoint: Path, tmp_path: Path, cli, monkeypatch
 ) -> None:
-    image, out = _png(tmp_path / "in" / "a.png"), tmp_path / "out"
+    image, out = random_png(tmp_path / "in" / "a.png"), tmp_path / "out"
     argv = ["predict", str(image), "--checkpoint", str(checkpoint), "--out", str(out), "--quiet"]
-    assert run(argv, capsys)[0] == 0
-    before = _contents(out)
+    assert cli(argv).code == 0
+    before = contents(out)
 
     def full_disk(self: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
         with open(fp, "wb") as f:  # a part of the file, then the disk is full
@@ -69,23 +31,26 @@ def test_full_disk_during_a_predict_rerun_keeps_the_earlier_outputs(
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(Image.Image, "save", full_disk)
-    code, err = run(argv, capsys)
+    code, _, err = cli(argv)
     assert code == 2
-    assert one_line(err) == f"danet predict: error: No space left on device: {out / 'a_label.png'}"
-    assert _contents(out) == before  # nothing lost, no temp file left
+    assert (
+        assert_one_line(err)
+        == f"danet predict: error: No space left on device: {out / 'a_label.png'}"
+    )
+    assert contents(out) == before  # nothing lost, no temp file left
 
 
 def test_predict_into_its_input_folder_never_overwrites_an_input(
-    checkpoint: Path, tmp_path: Path, capsys
+    checkpoint: Path, tmp_path: Path, cli
 ) -> None:
     folder = tmp_path / "photos"
-    _png(folder / "a.png")
-    taken = _png(folder / "a_label.png", (30, 30))  # the user's own photo
+    random_png(folder / "a.png")
+    taken = random_png(folder / "a_label.png", (30, 30))  # the user's own photo
     before = taken.read_bytes()
     argv = ["predict", str(folder), "--checkpoint", str(checkpoint), "--out", str(folder)]
-    code, err = run(argv, capsys)
+    code, _, err = cli(argv)
     assert code == 2
-    line = one_line(err)
+    line = assert_one_line(err)
     assert line.startswith(f"danet predict: error: {taken}: an input that the output for "), line
     assert "--out" in line
     assert taken.read_bytes() == before and not (folder / "a_color.png").exists()
@@ -93,23 +58,23 @@ def test_predict_into_its_input_folder_never_overwrites_an_input(
 
 def test_predict_never_reads_its_own_output_folder(checkpoint: Path, tmp_path: Path) -> None:
     folder = tmp_path / "photos"
-    _png(folder / "a.png")
+    random_png(folder / "a.png")
     out = folder / "predictions"
-    _png(out / "a_color.png")  # an earlier run's outputs, inside the folder searched
-    _png(out / "a_overlay.png")
+    random_png(out / "a_color.png")  # an earlier run's outputs, inside the folder searched
+    random_png(out / "a_overlay.png")
     assert [item.path for item in collect_inputs([folder], out)] == [folder / "a.png"]
 
 
 @pytest.mark.parametrize("size", [(2, 400), (1, 1600)])
 def test_thin_images_are_refused_by_the_size_they_run_at(
-    checkpoint: Path, tmp_path: Path, capsys, size: tuple[int, int]
+    checkpoint: Path, tmp_path: Path, cli, size: tuple[int, int]
 ) -> None:
-    image = _png(tmp_path / "thin.png", size)  # 800 or 1600 pixels as decoded
+    image = random_png(tmp_path / "thin.png", size)  # 800 or 1600 pixels as decoded
     argv = ["predict", str(image), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"),
             "--max-pixels", "100000", "--quiet"]  # fmt: skip
-    code, err = run(argv, capsys)
+    code, _, err = cli(argv)
     assert code == 2
-    line = one_line(err)
+    line = assert_one_line(err)
     assert line.startswith(
         f"danet predict: error: {image}: this {size[1]}x{size[0]} image would run"
     )
@@ -117,11 +82,11 @@ def test_thin_images_are_refused_by_the_size_they_run_at(
 
 
 def test_predict_removes_stale_temp_files_but_not_a_live_one(
-    checkpoint: Path, tmp_path: Path, capsys
+    checkpoint: Path, tmp_path: Path, cli
 ) -> None:
     from danet.utils.atomic import remove_stale_temp_files
 
-    image, out = _png(tmp_path / "a.png"), tmp_path / "out"
+    image, out = random_png(tmp_path / "a.png"), tmp_path / "out"
     out.mkdir()
     stale = out / ".a_color.png.k1ll3d.tmp"
     stale.write_bytes(b"\0" * 1000)
@@ -141,16 +106,16 @@ def test_predict_removes_stale_temp_files_but_not_a_live_one(
             str(out),
             "--quiet",
         ]
-        assert run(argv, capsys)[0] == 0
+        assert cli(argv).code == 0
         assert not stale.exists() and live.exists()
     finally:
         os.close(fd)
 
 
 def test_a_symlinked_subfolder_is_reported(tmp_path: Path, capsys) -> None:
-    _png(tmp_path / "elsewhere" / "b.png")
+    random_png(tmp_path / "elsewhere" / "b.png")
     folder = tmp_path / "photos"
-    _png(folder / "a.png")
+    random_png(folder / "a.png")
     (folder / "linked").symlink_to(tmp_path / "elsewhere")
     assert [item.path for item in collect_inputs([folder])] == [folder / "a.png"]
     err = capsys.readouterr().err
@@ -159,13 +124,62 @@ def test_a_symlinked_subfolder_is_reported(tmp_path: Path, capsys) -> None:
 
 @pytest.mark.parametrize("bad", ["0_bad.png", "z_bad.png"])
 def test_progress_leaves_out_skipped_inputs(
-    checkpoint: Path, tmp_path: Path, capsys, bad: str
+    checkpoint: Path, tmp_path: Path, cli, bad: str
 ) -> None:
     folder = tmp_path / "in"
-    _png(folder / "good.png")
+    random_png(folder / "good.png")
     (folder / bad).write_bytes(b"not an image")
     argv = ["predict", str(folder), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o")]
-    code, err = run(argv, capsys)
+    code, _, err = cli(argv)
     assert code == 0
     progress = [line for line in err.splitlines() if line.startswith("predict ")]
     assert progress[-1].startswith("predict 1/1 img (100%)"), err
+
+
+def test_an_overlay_video_appears_whole_or_not_at_all(
+    checkpoint: Path, tmp_path: Path, cli, monkeypatch
+) -> None:
+    import av
+
+    clip, out = make_video(tmp_path / "clip.avi"), tmp_path / "out"
+    video = out / "clip_overlay.mp4"
+    out.mkdir()
+    stale = out / ".clip_overlay.mp4.k1ll3d.tmp"  # a killed run's temp file
+    stale.write_bytes(b"\0" * 1000)
+    real_open = av.open
+
+    class FullDiskMidway:
+        """The encoder's container, whose disk is full once its first packets are in its file."""
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self.container = real_open(*args, **kwargs)
+
+        def __enter__(self) -> FullDiskMidway:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.container.__exit__(*exc)
+
+        def add_stream(self, *args: object, **kwargs: object) -> object:
+            return self.container.add_stream(*args, **kwargs)
+
+        def mux(self, packets: list) -> None:
+            self.container.mux(packets)
+            if packets:
+                assert not video.exists(), "the video is at its final path before it is whole"
+                # it is encoded into a temp file beside it; the killed run's temp file is gone
+                assert [p.name for p in out.glob(".clip_overlay.mp4.*.tmp")] == [
+                    Path(self.container.name).name
+                ] and not stale.exists()
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(av, "open", FullDiskMidway)
+    argv = ["predict", str(clip), "--checkpoint", str(checkpoint), "--out", str(out),
+            "--overlay-video", "--quiet"]  # fmt: skip
+    code, _, err = cli(argv)
+    assert code == 2
+    assert assert_one_line(err) == f"danet predict: error: No space left on device: {video}"
+    assert not video.exists() and not list(out.glob(".*.tmp"))  # no half video, no temp file
+    monkeypatch.setattr(av, "open", real_open)
+    assert cli(argv).code == 0
+    assert video.stat().st_size > 0 and not list(out.glob(".*.tmp"))

@@ -3,51 +3,15 @@ one line, weights that are not finite; the sliding-window cap."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from conftest import assert_one_line, edit_config, random_png
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 import danet
-from danet.cli import main
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
-    """Exit status and stderr of ``danet argv`` (argparse's own exits included)."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, capsys.readouterr().err.strip()
-
-
-def one_line(err: str) -> str:
-    """The one error line of stderr (warnings and progress lines aside), with no traceback."""
-    lines = [
-        line
-        for line in err.splitlines()
-        if line.strip() and not line.startswith(("danet: warning", "predict ", "train "))
-    ]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
-def _png(path: Path, size: tuple[int, int] = (40, 60)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
-    return path
-
-
-def _edit_config(folder: Path, **changes: object) -> Path:
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, **changes}))
-    return folder
 
 
 def test_sliding_windows_are_capped_before_any_runs() -> None:
@@ -82,16 +46,16 @@ def test_sliding_windows_are_capped_before_any_runs() -> None:
     ],
 )  # fmt: skip
 def test_lying_config_json_is_refused_naming_it(
-    checkpoint: Path, tmp_path: Path, capsys, changes: dict, message: str
+    checkpoint: Path, tmp_path: Path, cli, changes: dict, message: str
 ) -> None:
-    _edit_config(checkpoint, **changes)
+    edit_config(checkpoint, **changes)
     with pytest.raises(ValueError, match="config.json") as info:
         danet.load(checkpoint)
     assert message in str(info.value) and len(str(info.value)) < 400
-    image = _png(tmp_path / "a.png")
+    image = random_png(tmp_path / "a.png")
     argv = ["predict", str(image), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o")]
-    code, err = run(argv, capsys)
-    assert code == 2 and message in one_line(err) and len(err) < 500
+    code, _, err = cli(argv)
+    assert code == 2 and message in assert_one_line(err) and len(err) < 500
 
 
 @pytest.mark.parametrize(
@@ -100,20 +64,21 @@ def test_lying_config_json_is_refused_naming_it(
      (b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply")],
 )  # fmt: skip
 def test_unreadable_config_json_is_one_line(
-    checkpoint: Path, tmp_path: Path, capsys, text: bytes, message: str
+    checkpoint: Path, tmp_path: Path, cli, text: bytes, message: str
 ) -> None:
     (checkpoint / "config.json").write_bytes(text)
-    image = str(_png(tmp_path / "a.png"))
-    code, err = run(["predict", image, "--checkpoint", str(checkpoint)], capsys)
+    image = str(random_png(tmp_path / "a.png"))
+    code, _, err = cli(["predict", image, "--checkpoint", str(checkpoint)])
     assert code == 2
-    assert one_line(err) == f"danet predict: error: {checkpoint / 'config.json'}: {message}" + (
+    line = assert_one_line(err)
+    assert line == f"danet predict: error: {checkpoint / 'config.json'}: {message}" + (
         "; expected JSON" if "UTF-8" in message else " to be a danet file"
     )
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_weights_are_refused_naming_the_file(
-    checkpoint: Path, tmp_path: Path, capsys, value: float
+    checkpoint: Path, tmp_path: Path, cli, value: float
 ) -> None:
     path = checkpoint / "model.safetensors"
     state = load_file(path)
@@ -122,8 +87,8 @@ def test_non_finite_weights_are_refused_naming_the_file(
     save_file(state, path, metadata={"format": "pt"})
     with pytest.raises(ValueError, match=rf"{path}: weight {name} holds NaN or infinite values"):
         danet.load(checkpoint)
-    image = _png(tmp_path / "a.png")
+    image = random_png(tmp_path / "a.png")
     argv = ["predict", str(image), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o")]
-    code, err = run(argv, capsys)
-    assert code == 2 and f"{path}: weight {name}" in one_line(err)
+    code, _, err = cli(argv)
+    assert code == 2 and f"{path}: weight {name}" in assert_one_line(err)
     assert not (tmp_path / "o" / "a_label.png").exists()

@@ -8,6 +8,7 @@ skipped with the reason otherwise.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -20,6 +21,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import assert_one_line, random_png
 from PIL import Image
 
 import danet
@@ -27,33 +29,12 @@ from danet.cli import main
 from danet.data import DataError
 from danet.model.checkpoint import read_training_state, save_training_state
 from danet.training.config import TrainConfig
-from danet.training.runfolder import locked, read_rows
+from danet.training.runfolder import append_row, has_row, locked, read_rows, truncate_log
 
 TINY = [
     "--dataset", "camvid", "--backbone", "mobilenetv2_100", "--pretrained", "none",
     "--batch-size", "2", "--crop-size", "32", "--workers", "0", "--seed", "3",
 ]  # fmt: skip
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
-    """Exit status and stderr of ``danet argv`` (argparse's own exits included)."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, capsys.readouterr().err.strip()
-
-
-# a tqdm progress bar's redraw, or a progress line off a terminal (danet.utils.progress.LineProgress)
-_BAR = re.compile(r"^\w+:\s+\d+%\||^\w+ \d+/\d+ \w+( \(\d+%\))?  ")
-
-
-def one_line(err: str) -> str:
-    """The one error line of stderr, around progress bars and warnings."""
-    parts = [p for p in re.split(r"\r|\n|\x1b\[A|(?=danet \w+: )", err) if p.strip()]
-    lines = [p for p in parts if not _BAR.match(p) and not p.startswith("danet: warning")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def train_args(root: Path, out: Path, *extra: str) -> list[str]:
@@ -102,12 +83,6 @@ def read_only(tmp_path: Path) -> Iterator[Path]:
         yield path
 
 
-def _png(path: Path, size: tuple[int, int] = (40, 60)) -> Path:
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
-    return path
-
-
 # 1 and 7: numbers and YAML types are checked at the boundary --------------------------------
 
 
@@ -147,10 +122,12 @@ def test_negative_batch_size_is_refused_before_anything_is_allocated() -> None:
     ],
 )
 def test_nonsense_numbers_are_refused_naming_the_flag(
-    camvid_root: Path, tmp_path: Path, capsys, flags: list[str], named: str
+    camvid_root: Path, tmp_path: Path, cli, flags: list[str], named: str
 ) -> None:
-    code, err = run(train_args(camvid_root, tmp_path / "r", *flags), capsys)
-    assert code == 2 and one_line(err).startswith(f"danet train: error: {named} must be"), err
+    code, _, err = cli(train_args(camvid_root, tmp_path / "r", *flags))
+    assert code == 2 and assert_one_line(err).startswith(f"danet train: error: {named} must be"), (
+        err
+    )
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
 
 
@@ -169,8 +146,8 @@ EVAL = ["eval", "--checkpoint", "m", "--dataset", "camvid", "--data-root", "."]
         (["export", "--onnx", "x.onnx", "--opset", "99"], "--opset"),
     ],
 )
-def test_bad_numeric_flags_of_eval_predict_export(capsys, argv: list[str], named: str) -> None:
-    code, err = run(argv, capsys)
+def test_bad_numeric_flags_of_eval_predict_export(cli, argv: list[str], named: str) -> None:
+    code, _, err = cli(argv)
     assert code == 2 and f"argument {named}" in err, err
 
 
@@ -198,13 +175,13 @@ def test_metrics_append_on_a_real_full_disk_leaves_no_torn_line(tmpfs: Path) -> 
 
 
 def test_resume_skips_a_torn_last_line_and_json_errors_name_the_file(
-    camvid_root: Path, tmp_path: Path, capsys
+    camvid_root: Path, tmp_path: Path, cli
 ) -> None:
     out = tmp_path / "r"
-    assert run(train_args(camvid_root, out, "--iters", "3", "--val-split", ""), capsys)[0] == 0
+    assert cli(train_args(camvid_root, out, "--iters", "3", "--val-split", "")).code == 0
     with open(out / "metrics.jsonl", "a") as f:
         f.write('{"step": 4, "loss": 0.12')  # what a full disk left before this fix
-    code, err = run(["train", "--resume", "--out", str(out), "--iters", "4"], capsys)
+    code, _, err = cli(["train", "--resume", "--out", str(out), "--iters", "4"])
     assert code == 0, err
     assert "metrics.jsonl: skipping its torn last line" in err
     assert steps(out) == [1, 2, 3, 4]
@@ -214,8 +191,38 @@ def test_resume_skips_a_torn_last_line_and_json_errors_name_the_file(
         read_rows(out / "metrics.jsonl")
 
 
+def _refuse(constant: str) -> None:
+    raise ValueError(f"{constant}: not strict JSON")
+
+
+def test_non_finite_numbers_are_logged_as_null_and_read_back(tmp_path: Path) -> None:
+    from danet.training.curves import plot_curves
+
+    run = tmp_path / "r"
+    run.mkdir()
+    log = run / "metrics.jsonl"
+    append_row(log, {"step": 1, "loss": 0.5, "grad_norm": math.inf, "lr": 0.01, "sec": 0.1})
+    append_row(log, {"step": 2, "val_miou": math.nan, "val_pixel_acc": 0.5, "pam_lift": -math.inf})
+    with open(log, "a") as f:  # a null where a number is plotted
+        f.write('{"step": 3, "loss": null, "grad_norm": 1.0, "lr": 0.01, "sec": 0.1}\n')
+    append_row(log, {"step": 4, "val_miou": 0.25, "val_pixel_acc": 0.5, "pam_lift": 1.5})
+    lines = [json.loads(line, parse_constant=_refuse) for line in log.read_text().splitlines()]
+    assert lines[0]["grad_norm"] is None and lines[0]["loss"] == 0.5
+    assert lines[1]["val_miou"] is None and lines[1]["pam_lift"] is None
+    # the readers: the rows, resume's look for a validation, curves.png, resume's truncation
+    rows = read_rows(log)
+    assert math.isnan(rows[0]["grad_norm"]) and math.isnan(rows[2]["loss"])
+    assert math.isnan(rows[1]["val_miou"]) and rows[3]["val_miou"] == 0.25
+    assert has_row(log, 2, "val_miou")
+    assert plot_curves(run).stat().st_size > 0
+    truncate_log(run, 2)
+    assert [json.loads(line, parse_constant=_refuse) for line in log.read_text().splitlines()] == (
+        lines[:2]
+    )
+
+
 def test_full_disk_during_training_then_resume_on_a_real_tmpfs(
-    camvid_root: Path, tmpfs: Path, capsys
+    camvid_root: Path, tmpfs: Path, cli
 ) -> None:
     model = danet.DANet(num_classes=11, backbone="mobilenetv2_100")
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
@@ -225,13 +232,16 @@ def test_full_disk_during_training_then_resume_on_a_real_tmpfs(
     out = tmpfs / "r"
     argv = train_args(camvid_root, out, "--iters", "4", "--checkpoint-every", "2",
                       "--val-split", "", "--crop-size", "64")  # fmt: skip
-    code, err = run(argv, capsys)
+    code, _, err = cli(argv)
     assert code == 2
-    assert one_line(err) == f"danet train: error: No space left on device: {out / 'checkpoint.pt'}"
+    assert (
+        assert_one_line(err)
+        == f"danet train: error: No space left on device: {out / 'checkpoint.pt'}"
+    )
     assert read_training_state(out / "checkpoint.pt")["step"] == 2  # the previous one, whole
     assert not list(out.glob(".*.tmp"))
     subprocess.run(["mount", "-o", f"remount,size={8 * weights}", str(tmpfs)], check=True)
-    code, err = run(["train", "--resume", "--out", str(out)], capsys)
+    code, _, err = cli(["train", "--resume", "--out", str(out)])
     assert code == 0, err
     assert read_training_state(out / "checkpoint.pt")["step"] == 4
     assert steps(out) == [1, 2, 3, 4]
@@ -241,13 +251,13 @@ def test_full_disk_during_training_then_resume_on_a_real_tmpfs(
 
 
 def test_bad_training_data_under_workers_is_one_line(
-    camvid_root: Path, tmp_path: Path, capsys
+    camvid_root: Path, tmp_path: Path, cli
 ) -> None:
     for image in (camvid_root / "train").iterdir():
         image.write_bytes(b"not a png")
     argv = train_args(camvid_root, tmp_path / "r", "--iters", "2", "--workers", "1")
-    code, err = run(argv, capsys)
-    line = one_line(err)
+    code, _, err = cli(argv)
+    line = assert_one_line(err)
     assert code == 2 and "not an image file" in line and "seq_00" in line, err
     assert "DataLoader worker" not in err
 
@@ -256,11 +266,11 @@ def test_bad_training_data_under_workers_is_one_line(
 
 
 def test_unwritable_folders_are_one_line(
-    read_only: Path, checkpoint: Path, camvid_root: Path, tmp_path: Path, capsys, monkeypatch
+    read_only: Path, checkpoint: Path, camvid_root: Path, tmp_path: Path, cli, monkeypatch
 ) -> None:
     import danet.training.loop
 
-    image = str(_png(tmp_path / "a.png"))
+    image = str(random_png(tmp_path / "a.png"))
     eval_json = ["eval", "--checkpoint", str(checkpoint), "--dataset", "camvid",
                  "--data-root", str(camvid_root), "--json", str(read_only / "e.json")]  # fmt: skip
     commands = [
@@ -277,21 +287,21 @@ def test_unwritable_folders_are_one_line(
 
     monkeypatch.setattr(danet.training.loop, "evaluate", no_evaluation)
     for argv in commands:
-        code, err = run(argv, capsys)
-        line = one_line(err)
+        code, _, err = cli(argv)
+        line = assert_one_line(err)
         assert code == 2, (argv, err)
         assert "Read-only file system" in line or "Permission denied" in line, line
         assert str(read_only) in line, line
 
 
 def test_eval_json_pointing_at_a_folder(checkpoint: Path, camvid_root: Path, tmp_path: Path,
-                                        capsys) -> None:  # fmt: skip
-    code, err = run(["eval", "--checkpoint", str(checkpoint), "--dataset", "camvid",
-                     "--data-root", str(camvid_root), "--json", str(tmp_path)], capsys)  # fmt: skip
-    assert code == 2 and one_line(err).endswith(f"is a folder; give a file name: {tmp_path}")
+                                        cli) -> None:  # fmt: skip
+    code, _, err = cli(["eval", "--checkpoint", str(checkpoint), "--dataset", "camvid",
+                        "--data-root", str(camvid_root), "--json", str(tmp_path)])  # fmt: skip
+    assert code == 2 and assert_one_line(err).endswith(f"is a folder; give a file name: {tmp_path}")
 
 
-def test_nan_loss_is_one_line(camvid_root: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+def test_nan_loss_is_one_line(camvid_root: Path, tmp_path: Path, cli, monkeypatch) -> None:
     import danet.training.loop
 
     class PoisonedLoss(danet.training.loop.DANetLoss):
@@ -300,33 +310,30 @@ def test_nan_loss_is_one_line(camvid_root: Path, tmp_path: Path, capsys, monkeyp
             return total * float("nan"), parts
 
     monkeypatch.setattr(danet.training.loop, "DANetLoss", PoisonedLoss)
-    code, err = run(train_args(camvid_root, tmp_path / "r", "--iters", "2"), capsys)
-    assert code == 2 and "loss is nan at step 1" in one_line(err)
+    code, _, err = cli(train_args(camvid_root, tmp_path / "r", "--iters", "2"))
+    assert code == 2 and "loss is nan at step 1" in assert_one_line(err)
 
 
 @pytest.mark.parametrize("device", ["junk", "cuda", "cuda:7"])
-def test_bad_device_is_one_line(checkpoint: Path, tmp_path: Path, capsys, device: str) -> None:
+def test_bad_device_is_one_line(checkpoint: Path, tmp_path: Path, cli, device: str) -> None:
     if device.startswith("cuda") and torch.cuda.device_count() > 7:
         pytest.skip("this machine has the GPUs asked for")
     if device == "cuda" and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    image = str(_png(tmp_path / "a.png"))
-    code, err = run(["predict", image, "--checkpoint", str(checkpoint), "--device", device,
-                     "--out", str(tmp_path / "p")], capsys)  # fmt: skip
-    assert code == 2 and f"--device {device}" in one_line(err).replace("'", "")
+    image = str(random_png(tmp_path / "a.png"))
+    code, _, err = cli(["predict", image, "--checkpoint", str(checkpoint), "--device", device,
+                        "--out", str(tmp_path / "p")])  # fmt: skip
+    assert code == 2 and f"--device {device}" in assert_one_line(err).replace("'", "")
 
 
-def test_bad_device_in_training_is_one_line(camvid_root: Path, tmp_path: Path, capsys) -> None:
-    code, err = run(train_args(camvid_root, tmp_path / "r", "--iters", "1", "--device", "junk"),
-                    capsys)  # fmt: skip
-    assert code == 2 and "--device 'junk' is not a device" in one_line(err)
+def test_bad_device_in_training_is_one_line(camvid_root: Path, tmp_path: Path, cli) -> None:
+    code, _, err = cli(train_args(camvid_root, tmp_path / "r", "--iters", "1", "--device", "junk"))
+    assert code == 2 and "--device 'junk' is not a device" in assert_one_line(err)
 
 
-def test_tampered_checkpoint_on_resume_is_one_line(
-    camvid_root: Path, tmp_path: Path, capsys
-) -> None:
+def test_tampered_checkpoint_on_resume_is_one_line(camvid_root: Path, tmp_path: Path, cli) -> None:
     out = tmp_path / "r"
-    assert run(train_args(camvid_root, out, "--iters", "2", "--val-split", ""), capsys)[0] == 0
+    assert cli(train_args(camvid_root, out, "--iters", "2", "--val-split", "")).code == 0
     path = out / "checkpoint.pt"
     good = read_training_state(path)
     head = "head.classifier.1.weight"
@@ -338,11 +345,11 @@ def test_tampered_checkpoint_on_resume_is_one_line(
     }
     for key, value in tamperings.items():
         save_training_state(path, {**good, key: value})
-        code, err = run(["train", "--resume", "--out", str(out), "--iters", "3"], capsys)
-        assert code == 2 and str(path) in one_line(err), (key, err)
+        code, _, err = cli(["train", "--resume", "--out", str(out), "--iters", "3"])
+        assert code == 2 and str(path) in assert_one_line(err), (key, err)
     path.write_bytes(path.read_bytes()[:5000])  # cut short
-    code, err = run(["train", "--resume", "--out", str(out)], capsys)
-    assert code == 2 and "not a loadable danet checkpoint" in one_line(err)
+    code, _, err = cli(["train", "--resume", "--out", str(out)])
+    assert code == 2 and "not a loadable danet checkpoint" in assert_one_line(err)
 
 
 @pytest.mark.parametrize("weights", [[1.0], {"w": [1.0]}])
@@ -383,18 +390,18 @@ def test_config_is_checked_against_the_weights_before_building(checkpoint: Path)
 
 
 def test_images_over_the_pixel_budget_are_refused_before_decoding(
-    checkpoint: Path, tmp_path: Path, capsys
+    checkpoint: Path, tmp_path: Path, cli
 ) -> None:
     big = tmp_path / "big.png"
     Image.new("L", (5000, 4000)).save(big)  # 20 MP: under Pillow's bomb limit, over the budget
     with pytest.raises(DataError, match=r"5000x4000 image \(20000000 pixels\) is over the pixel"):
         danet.data.read_image(big)
-    small = str(_png(tmp_path / "a.png", (40, 60)))
+    small = str(random_png(tmp_path / "a.png", (40, 60)))
     argv = ["predict", small, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "p")]
-    code, err = run([*argv, "--max-pixels", "1000"], capsys)
-    assert code == 2 and "over the pixel budget of 1000" in one_line(err)
+    code, _, err = cli([*argv, "--max-pixels", "1000"])
+    assert code == 2 and "over the pixel budget of 1000" in assert_one_line(err)
     # the flag raises the budget, which also bounds the size the model runs at: 64x96
-    assert run([*argv, "--max-pixels", "6144"], capsys)[0] == 0
+    assert cli([*argv, "--max-pixels", "6144"]).code == 0
 
 
 def test_batches_hold_at_most_the_pixel_budget() -> None:
@@ -411,12 +418,12 @@ def test_batches_hold_at_most_the_pixel_budget() -> None:
 
 
 def test_second_run_into_a_locked_folder_fails_with_one_line(
-    camvid_root: Path, tmp_path: Path, capsys
+    camvid_root: Path, tmp_path: Path, cli
 ) -> None:
     out = tmp_path / "r"
     with locked(out):  # what a running `danet train --out r` holds
-        code, err = run(train_args(camvid_root, out, "--iters", "1"), capsys)
-    assert code == 2 and "another danet train is running in this folder" in one_line(err)
+        code, _, err = cli(train_args(camvid_root, out, "--iters", "1"))
+    assert code == 2 and "another danet train is running in this folder" in assert_one_line(err)
     assert not (out / "metrics.jsonl").exists()
 
 
@@ -424,18 +431,18 @@ def test_second_run_into_a_locked_folder_fails_with_one_line(
 
 
 def test_resume_extends_a_finished_run_and_refuses_what_it_cannot_honour(
-    camvid_root: Path, tmp_path: Path, capsys
+    camvid_root: Path, tmp_path: Path, cli
 ) -> None:
     out = tmp_path / "r"
     first = train_args(camvid_root, out, "--iters", "3", "--val-split", "")
-    assert run(first, capsys)[0] == 0
-    code, err = run([*first, "--resume"], capsys)  # the same command again: nothing to do
+    assert cli(first).code == 0
+    code, _, err = cli([*first, "--resume"])  # the same command again: nothing to do
     assert code == 0 and steps(out) == [1, 2, 3], err
-    code, err = run(["train", "--resume", "--out", str(out), "--iters", "2"], capsys)
-    assert code == 2 and "already did 3 iterations" in one_line(err)
-    code, err = run(["train", "--resume", "--out", str(out), "--lr", "0.5"], capsys)
-    assert code == 2 and one_line(err).startswith("danet train: error: --lr 0.5: --resume")
-    code, err = run(["train", "--resume", "--out", str(out), "--iters", "5"], capsys)
+    code, _, err = cli(["train", "--resume", "--out", str(out), "--iters", "2"])
+    assert code == 2 and "already did 3 iterations" in assert_one_line(err)
+    code, _, err = cli(["train", "--resume", "--out", str(out), "--lr", "0.5"])
+    assert code == 2 and assert_one_line(err).startswith("danet train: error: --lr 0.5: --resume")
+    code, _, err = cli(["train", "--resume", "--out", str(out), "--iters", "5"])
     assert code == 0, err
     assert steps(out) == [1, 2, 3, 4, 5]
     state = read_training_state(out / "checkpoint.pt")
@@ -446,7 +453,7 @@ def test_resume_extends_a_finished_run_and_refuses_what_it_cannot_honour(
 
 
 def test_truncated_video_reports_frames_read_against_promised(
-    checkpoint: Path, tmp_path: Path, capsys
+    checkpoint: Path, tmp_path: Path, cli
 ) -> None:
     path = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (48, 32))
@@ -455,8 +462,8 @@ def test_truncated_video_reports_frames_read_against_promised(
         writer.write(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8))
     writer.release()
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    code, err = run(["predict", str(path), "--checkpoint", str(checkpoint), "--out",
-                     str(tmp_path / "p")], capsys)  # fmt: skip
+    code, _, err = cli(["predict", str(path), "--checkpoint", str(checkpoint), "--out",
+                        str(tmp_path / "p")])  # fmt: skip
     assert code == 0
     read = len(list((tmp_path / "p").glob("clip_*_label.png")))
     assert 0 < read < 10
@@ -471,7 +478,7 @@ class _Killed(BaseException):
 
 
 def test_resume_redoes_a_validation_whose_row_is_missing(
-    camvid_root: Path, tmp_path: Path, capsys, monkeypatch
+    camvid_root: Path, tmp_path: Path, cli, monkeypatch
 ) -> None:
     import danet.training.loop
 
@@ -487,7 +494,7 @@ def test_resume_redoes_a_validation_whose_row_is_missing(
     assert read_training_state(out / "checkpoint.pt")["step"] == 2  # saved, then killed
     assert not [r for r in read_rows(out / "metrics.jsonl") if "val_miou" in r]
     monkeypatch.setattr(danet.training.loop, "evaluate", real_evaluate)
-    code, err = run(["train", "--resume", "--out", str(out)], capsys)
+    code, _, err = cli(["train", "--resume", "--out", str(out)])
     assert code == 0, err
     rows = [r for r in read_rows(out / "metrics.jsonl") if "val_miou" in r]
     assert [r["step"] for r in rows] == [2]
@@ -497,7 +504,7 @@ def test_resume_redoes_a_validation_whose_row_is_missing(
 
 
 def test_stale_temp_files_are_removed_on_start_and_on_resume(
-    camvid_root: Path, tmp_path: Path, capsys
+    camvid_root: Path, tmp_path: Path, cli
 ) -> None:
     out = tmp_path / "r"
     out.mkdir()
@@ -506,9 +513,9 @@ def test_stale_temp_files_are_removed_on_start_and_on_resume(
         path.write_bytes(b"\0" * 1000)
     keep = out / ".notes.tmp"  # not a temp file of the run's
     keep.write_text("mine")
-    assert run(train_args(camvid_root, out, "--iters", "1", "--val-split", ""), capsys)[0] == 0
+    assert cli(train_args(camvid_root, out, "--iters", "1", "--val-split", "")).code == 0
     assert not any(p.exists() for p in stale) and keep.exists()
     stale[0].write_bytes(b"\0" * 1000)
-    assert run(["train", "--resume", "--out", str(out)], capsys)[0] == 0
+    assert cli(["train", "--resume", "--out", str(out)]).code == 0
     assert not stale[0].exists()
     json.loads((out / "run_config.json").read_text())  # written atomically as well

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_one_line, contents
 
-from danet.cli import main
 from danet.training.metrics import ConfusionMatrix
 
 TINY = [
@@ -24,40 +24,10 @@ TINY = [
 ]  # fmt: skip
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
-    """Exit status and stderr of ``danet argv`` (argparse's own exits included)."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, capsys.readouterr().err.strip()
-
-
-def one_line(err: str) -> str:
-    """The one error line of stderr (warnings and progress lines aside), with no traceback."""
-    lines = [
-        line
-        for line in err.splitlines()
-        if line.strip() and not line.startswith(("danet: warning", "predict ", "train "))
-    ]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
-def _contents(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
-
-
-def _edit_config(folder: Path, **changes: object) -> Path:
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, **changes}))
-    return folder
-
-
 def test_train_refuses_an_out_that_holds_a_model(
-    checkpoint: Path, camvid_root: Path, tmp_path: Path, capsys
+    checkpoint: Path, camvid_root: Path, tmp_path: Path, cli
 ) -> None:
-    before = _contents(checkpoint)
+    before = contents(checkpoint)
     argv = [
         "train",
         *TINY,
@@ -68,32 +38,32 @@ def test_train_refuses_an_out_that_holds_a_model(
         "--iters",
         "1",
     ]
-    code, err = run(argv, capsys)
+    code, _, err = cli(argv)
     assert code == 2
-    line = one_line(err)
+    line = assert_one_line(err)
     assert str(checkpoint) in line and "--overwrite" in line and "config.json" in line, line
-    assert _contents(checkpoint) == before
+    assert contents(checkpoint) == before
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "todo.txt").write_text("mine")
-    code, err = run(argv[:-4] + ["--out", str(notes), "--iters", "1"], capsys)
-    assert code == 2 and "--overwrite" in one_line(err)
+    code, _, err = cli(argv[:-4] + ["--out", str(notes), "--iters", "1"])
+    assert code == 2 and "--overwrite" in assert_one_line(err)
     file_out = tmp_path / "file"
     file_out.write_text("mine")
-    code, err = run(argv[:-4] + ["--out", str(file_out), "--iters", "1"], capsys)
-    assert code == 2 and one_line(err).endswith(
+    code, _, err = cli(argv[:-4] + ["--out", str(file_out), "--iters", "1"])
+    assert code == 2 and assert_one_line(err).endswith(
         f"--out {file_out}: is a file; give a folder for the run"
     )
     assert file_out.read_text() == "mine"
 
 
 def test_train_overwrite_replaces_the_model_folder(
-    checkpoint: Path, camvid_root: Path, capsys
+    checkpoint: Path, camvid_root: Path, cli
 ) -> None:
     old = (checkpoint / "model.safetensors").read_bytes()
     argv = ["train", *TINY, "--data-root", str(camvid_root), "--out", str(checkpoint),
             "--iters", "1", "--val-split", "", "--quiet", "--overwrite"]  # fmt: skip
-    assert run(argv, capsys)[0] == 0
+    assert cli(argv).code == 0
     assert (checkpoint / "model.safetensors").read_bytes() != old
     assert (checkpoint / "checkpoint.pt").is_file()
 
@@ -111,7 +81,7 @@ def test_predictions_outside_the_classes_are_refused_by_the_confusion_matrix() -
      ("--seed", str(10**20), "--seed must be an integer from 0 to 4294967295")],
 )  # fmt: skip
 def test_huge_crop_and_seed_are_one_line(
-    camvid_root: Path, tmp_path: Path, capsys, flag: str, value: str, message: str
+    camvid_root: Path, tmp_path: Path, cli, flag: str, value: str, message: str
 ) -> None:
     argv = [
         "train",
@@ -123,8 +93,8 @@ def test_huge_crop_and_seed_are_one_line(
         flag,
         value,
     ]
-    code, err = run(argv, capsys)
-    assert code == 2 and message in one_line(err)
+    code, _, err = cli(argv)
+    assert code == 2 and message in assert_one_line(err)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -142,7 +112,7 @@ def test_a_signal_during_training_saves_and_says_how_to_resume(
     os.kill(process.pid, sig)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 2, err
-    line = one_line(err)
+    line = assert_one_line(err)
     assert f"{sig.name} at step " in line and f"saved {out / 'checkpoint.pt'}" in line, line
     assert line.endswith(f"resume with: danet train --out {out} --resume"), line
     state = torch.load(out / "checkpoint.pt", weights_only=True)

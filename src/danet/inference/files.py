@@ -277,7 +277,8 @@ def predict_paths(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for folder in {(out / item.name).parent for item in files}:  # of killed runs
-        remove_stale_temp_files(folder, tuple(f"*_{kind}.png" for kind in OUTPUTS))
+        stale = (*(f"*_{kind}.png" for kind in OUTPUTS), "*_overlay.mp4")
+        remove_stale_temp_files(folder, stale)
     total = sum(frame_count(item.path) if item.is_video else 1 for item in files)
     written: list[Path] = []
     skipped: list[DataError] = []

@@ -14,6 +14,7 @@ from PIL import Image
 
 from danet.data import DataError
 from danet.data.io import check_pixels
+from danet.utils.atomic import atomic_write
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -63,12 +64,19 @@ def write_overlay_video(frames: Sequence[Path], path: Path, fps: float) -> Path:
 
     PyAV's wheel carries the encoder (libx264), so no system FFmpeg is needed. Frames take the
     first frame's size (a frame with a taller legend panel is resized to it), padded with black
-    to even sides, as yuv420p needs.
+    to even sides, as yuv420p needs. The video is encoded into a temp file beside ``path`` and
+    renamed over it when whole (:func:`danet.utils.atomic.atomic_write`): a failed or killed run
+    leaves no half video at ``path``.
     """
+    atomic_write(path, lambda tmp: _encode(frames, tmp, fps))
+    return path
+
+
+def _encode(frames: Sequence[Path], path: str, fps: float) -> None:
     first = _rgb_png(frames[0])
     h, w = first.shape[:2]
     rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
+    with av.open(path, "w", format="mp4", options={"movflags": "+faststart"}) as container:
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height = w + w % 2, h + h % 2
         stream.pix_fmt = "yuv420p"
@@ -80,7 +88,6 @@ def write_overlay_video(frames: Sequence[Path], path: Path, fps: float) -> Path:
             image = np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)))
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(stream.encode())  # flush the encoder
-    return path
 
 
 def _rgb_png(path: Path) -> np.ndarray:

@@ -18,9 +18,9 @@ from danet.deploy.backend import open_model
 from danet.model.checkpoint import run_folder_of
 from danet.model.danet import load
 from danet.model.segment import predict_probs
-from danet.training.metrics import ConfusionMatrix, dumps
+from danet.training.metrics import ConfusionMatrix
 from danet.training.runfolder import read_run_config
-from danet.utils.atomic import write_text
+from danet.utils.atomic import dumps, write_text
 from danet.utils.distributed import cleanup, init_distributed, is_main
 from danet.utils.progress import progress as progress_bar
 

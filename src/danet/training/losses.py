@@ -45,12 +45,14 @@ def affinity_loss(
     With ``exclude_radius`` r, keys within Chebyshev distance r of the query (itself included)
     leave the target set, so the loss asks for mass on the class's far keys only.
 
+    ``target`` is not checked here: :class:`DANetLoss`, its caller, checks it once when built
+    (and a recipe's ``affinity_target`` is checked when the recipe is read).
+
     ``q``, ``k``: (B, N, d), the PAM's scaled queries and keys; ``labels``: (B, h, w) at feature
     resolution, h * w = N. Up to ``num_queries`` labelled queries per image (global torch RNG), so
     memory is O(B * num_queries * N). Keys of every label, void included, stay in the softmax's
     denominator, as in the attention.
     """
-    check_choice("affinity_target", target, AFFINITY_TARGETS)
     b, n, d = q.shape
     h, w = labels.shape[-2:]
     flat = labels.reshape(b, n)
@@ -96,6 +98,7 @@ class DANetLoss(nn.Module):
         affinity_exclude_radius: int | None = None,
     ) -> None:
         super().__init__()
+        # the one check of the target outside a recipe: DANetLoss is public, built without one
         check_choice("affinity_target", affinity_target, AFFINITY_TARGETS)
         self.weights = dict(DEFAULT_LOSS_WEIGHTS if weights is None else weights)
         self.ignore_index = ignore_index

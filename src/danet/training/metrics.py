@@ -2,30 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import math
-from typing import Any
-
 import torch
 import torch.distributed as dist
-
-
-def strict_json(value: Any) -> Any:
-    """``value`` with every non-finite float (an absent class's NaN IoU) as ``None``: what
-    ``json.dumps`` then writes is strict JSON (``null``, never ``NaN``), which ``JSON.parse``
-    and strict parsers accept."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    return value
-
-
-def dumps(value: Any, indent: int | None = 2) -> str:
-    """``value`` as strict JSON text (:func:`strict_json`)."""
-    return json.dumps(strict_json(value), indent=indent, allow_nan=False)
 
 
 class ConfusionMatrix:

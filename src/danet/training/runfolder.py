@@ -4,13 +4,16 @@ log (:func:`danet.utils.atomic.remove_stale_temp_files` removes the temp files o
 The log, ``metrics.jsonl``, gets one JSON object per line. A line is appended with one
 ``write`` on an ``O_APPEND`` descriptor and, if that fails (a full disk), the file is cut back to
 its previous size, so a row is written whole or not at all. A torn last line left by an older
-version or a crash of the machine is skipped with a warning when the log is read.
+version or a crash of the machine is skipped with a warning when the log is read. Each line is
+strict JSON: a number that is not finite (a NaN validation figure, an infinite gradient norm
+under float16) is written as ``null``, which :func:`read_rows` reads back as NaN.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from danet.model.checkpoint import CONFIG_NAME, TRAIN_STATE_NAME, WEIGHTS_NAME
-from danet.utils.atomic import read_json, write_text
+from danet.utils.atomic import dumps, read_json, write_text
 
 # A run folder is a model folder (CONFIG_NAME, WEIGHTS_NAME, TRAIN_STATE_NAME, named where the
 # model's files are defined) plus the log, its plot and the recipe the run was trained with.
@@ -78,8 +81,9 @@ def locked(run: str | Path) -> Iterator[Path]:
 
 
 def append_row(path: str | Path, row: dict[str, Any]) -> None:
-    """Append ``row`` as one JSON line, whole or not at all (a full disk leaves no torn line)."""
-    data = (json.dumps(row) + "\n").encode()
+    """Append ``row`` as one line of strict JSON (a non-finite number as ``null``), whole or not
+    at all (a full disk leaves no torn line)."""
+    data = (dumps(row, indent=None) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         size = os.fstat(fd).st_size
@@ -95,8 +99,9 @@ def append_row(path: str | Path, row: dict[str, Any]) -> None:
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a JSON-lines log; a torn last line is skipped with a warning, any other bad
-    line is a ValueError that names the file and the line."""
+    """The rows of a JSON-lines log, ``null`` values (numbers that were not finite) as NaN; a
+    torn last line is skipped with a warning, any other bad line is a ValueError that names the
+    file and the line. Older logs' ``NaN`` and ``Infinity`` are read as well."""
     path = Path(path)
     if not path.exists():
         return []
@@ -114,7 +119,7 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
                 warn(f"{path}: skipping its torn last line {number} ({err})")
                 continue
             raise ValueError(f"{path}: line {number} is not valid JSON ({err})") from None
-        rows.append(row)
+        rows.append({k: math.nan if v is None else v for k, v in row.items()})
     return rows
 
 
@@ -122,7 +127,7 @@ def truncate_log(run: str | Path, step: int) -> None:
     """Drop log rows past ``step``: they belong to the part of a killed run that is redone."""
     path = Path(run) / METRICS_NAME
     if path.exists():
-        kept = [json.dumps(r) for r in read_rows(path) if r.get("step", 0) <= step]
+        kept = [dumps(r, indent=None) for r in read_rows(path) if r.get("step", 0) <= step]
         write_text(path, "".join(r + "\n" for r in kept))
 
 

@@ -1,11 +1,13 @@
 """Atomic file writes: a crash or a full disk leaves the old file or the new one, never a torn one;
-the temp files of killed writes; small JSON files read with one-line errors."""
+the temp files of killed writes; small JSON files read with one-line errors, and strict JSON
+written (``null`` for a non-finite number)."""
 
 from __future__ import annotations
 
 import errno
 import fcntl
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -110,3 +112,21 @@ def parse_json(text: str, origin: str) -> Any:
         raise ValueError(f"{origin}: not valid JSON ({err})") from None
     except RecursionError:
         raise ValueError(f"{origin}: JSON nested too deeply to be a danet file") from None
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (an absent class's NaN IoU, an infinite gradient
+    norm) as ``None``: what ``json.dumps`` then writes is strict JSON (``null``, never ``NaN``),
+    which ``JSON.parse`` and strict parsers accept."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def dumps(value: Any, indent: int | None = 2) -> str:
+    """``value`` as strict JSON text (:func:`strict_json`)."""
+    return json.dumps(strict_json(value), indent=indent, allow_nan=False)
