@@ -77,9 +77,7 @@ def main(paths: list[str]) -> None:
         step = f"{statistics.median(seconds):.2f} s" if seconds else "—"
         print(
             f"| {NAMES[attention]} | **{statistics.mean(mious):.2f}** ± {spread:.2f} | {seeds} | "
-            f"{100 * lowest:.1f} | "
-            + " | ".join(diag)
-            + f" | {step} |"
+            f"{100 * lowest:.1f} | " + " | ".join(diag) + f" | {step} |"
         )
 
 
