@@ -9,7 +9,6 @@ run it unchanged. :mod:`danet.deploy.backend` picks the backend.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,13 +79,8 @@ class OnnxModel(nn.Module):
                     "export with --dynamic"
                 )
 
-    def forward(
-        self, x: torch.Tensor, heads: Sequence[str] | None = None
-    ) -> dict[str, torch.Tensor]:
-        """Normalised (B, 3, H, W) float batch to ``{"out": (B, classes, H, W) logits}``.
-
-        ``heads`` is accepted as :meth:`DANet.forward` takes it; the graph has ``"out"`` only.
-        """
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Normalised (B, 3, H, W) float batch to ``{"out": (B, classes, H, W) logits}``."""
         self._check_size(x)
         array = x.detach().cpu().float().numpy()
         batches = [array[i : i + 1] for i in range(len(array))]

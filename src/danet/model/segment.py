@@ -135,7 +135,7 @@ def _sliding(model: nn.Module, x: torch.Tensor, window: Sequence[int]) -> torch.
     count = x.new_zeros(1, 1, x.shape[2], x.shape[3])
     for top in _windows(x.shape[2], wh, math.ceil(wh * 2 / 3)):
         for left in _windows(x.shape[3], ww, math.ceil(ww * 2 / 3)):
-            logits = model(x[:, :, top : top + wh, left : left + ww], heads=("out",))["out"]
+            logits = model(x[:, :, top : top + wh, left : left + ww])["out"]
             if out is None:
                 out = x.new_zeros(b, logits.shape[1], x.shape[2], x.shape[3])
             out[:, :, top : top + wh, left : left + ww] += logits
@@ -206,7 +206,7 @@ def predict_probs(
             if sliding_window and input_size is not None:
                 logits = _sliding(model, xi, input_size)
             else:
-                logits = model(xi, heads=("out",))["out"]
+                logits = model(xi)["out"]
             probs = logits.float().softmax(1)
             probs = probs.flip(-1) if flipped else probs
             if probs.shape[-2:] != (h, w):
@@ -324,7 +324,7 @@ def predict_labels(
             if sliding_window and input_size is not None:
                 logits = _sliding(model, xi, input_size)
             else:
-                logits = model(xi, heads=("out",))["out"]
+                logits = model(xi)["out"]
             probs = logits.float().softmax(1)
             probs = probs.flip(-1) if flipped else probs
             if probs.shape[-2:] != base:
