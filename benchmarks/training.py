@@ -63,12 +63,10 @@ VARIANTS: dict[str, dict] = {
     },
 }
 PEER = "smp DeepLabV3+ MobileNetV2, plain loop (fp32)"
-FAILURES: dict[str, str] = {}  # variant name -> the last line its failed run printed
 
 
-def changes_name(changes: dict) -> str:
-    """The variant name of a recipe change set."""
-    return next(name for name, value in VARIANTS.items() if value is changes)
+class VariantFailed(RuntimeError):
+    """A variant's run stopped (bf16 diverges on some CPUs); the message is its last line."""
 
 
 def run_variant(changes: dict, args: argparse.Namespace, folder: Path) -> list[float]:
@@ -85,9 +83,8 @@ def run_variant(changes: dict, args: argparse.Namespace, folder: Path) -> list[f
            "--iters", str(args.iters), "--checkpoint-every", "100000", "--quiet"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if done.returncode != 0:  # a variant that diverges (bf16 on some CPUs) is reported, not timed
-        FAILURES[changes_name(changes)] = done.stderr.strip().splitlines()[-1]
-        return []
+    if done.returncode != 0:
+        raise VariantFailed(done.stderr.strip().splitlines()[-1])
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return [r["sec"] for r in rows if "sec" in r][args.skip :]
 
@@ -154,13 +151,18 @@ def main() -> None:
         print("segmentation_models_pytorch is not installed: no peer row", file=sys.stderr)
     load_before = os.getloadavg()[0]
     steps: dict[str, list[float]] = {name: [] for name in names}
+    failures: dict[str, str] = {}  # variant -> the last line its failed run printed
     for round_ in range(args.rounds):
         for name in names:
             with tempfile.TemporaryDirectory() as tmp:
-                if name == PEER:
-                    secs = run_peer(args)
-                else:
-                    secs = run_variant(VARIANTS[name], args, Path(tmp))
+                try:
+                    secs = (
+                        run_peer(args)
+                        if name == PEER
+                        else run_variant(VARIANTS[name], args, Path(tmp))
+                    )
+                except VariantFailed as error:
+                    secs, failures[name] = [], str(error)
             steps[name] += secs
             median = f"median {statistics.median(secs):.2f} s/step" if secs else "failed"
             print(f"round {round_ + 1} {name}: {median}")
@@ -176,7 +178,7 @@ def main() -> None:
     ]
     for name in names:
         if not steps[name]:
-            lines.append(f"| {name} | failed: {FAILURES.get(name, '?')} | — | 0 |")
+            lines.append(f"| {name} | failed: {failures[name]} | — | 0 |")
             continue
         median = statistics.median(steps[name])
         lines.append(f"| {name} | {median:.2f} | {median / base:.2f}x | {len(steps[name])} |")
