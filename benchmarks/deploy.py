@@ -41,13 +41,12 @@ import torch
 import torch.nn.functional as F
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
-from ort_bench import command_line, frame, machine_note, ort_session
+from ort_bench import add_common_arguments, command_line, frame, machine_note, ort_session
 from torch import nn
 
 import danet
 from danet.deploy.export import export_onnx
 from danet.deploy.quantize import calibration_files, default_calibration
-from danet.model.checkpoint import bundled_models
 
 RESULTS = Path(__file__).parent / "results"
 OPSET = inspect.signature(export_onnx).parameters["opset"].default  # the opset danet exports
@@ -160,12 +159,9 @@ def table(times: dict[str, list[float]], size: list[int]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), help="default 360 480")
-    parser.add_argument("--models", nargs="+", default=bundled_models(), help="bundled models")
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    add_common_arguments(parser)
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs per row")
     parser.add_argument("--rounds", type=int, default=50, help="timed runs per row, interleaved")
-    parser.add_argument("--quick", action="store_true", help="tiny size, few runs, no file")
     args = parser.parse_args()
     if args.rounds < 2:
         parser.error("--rounds must be at least 2 (the table gives quartiles)")

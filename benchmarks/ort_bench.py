@@ -4,6 +4,7 @@ input frame, and the lines that say what ran where.
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shlex
@@ -19,8 +20,17 @@ import torch.nn.functional as F
 from danet.data import read_image
 from danet.data.transforms import normalize
 from danet.deploy.onnx_runtime import session_options
+from danet.model.checkpoint import bundled_models
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--size``, ``--models``, ``--threads`` and ``--quick``, as deploy.py and stages.py take them."""
+    parser.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), help="default 360 480")
+    parser.add_argument("--models", nargs="+", default=bundled_models(), help="bundled models")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--quick", action="store_true", help="tiny size, few runs, no file")
 
 
 def ort_session(path: str | Path, threads: int, profile: str | None = None) -> ort.InferenceSession:

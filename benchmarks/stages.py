@@ -41,14 +41,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from ort_bench import command_line, frame, machine_note, ort_session
+from ort_bench import add_common_arguments, command_line, frame, machine_note, ort_session
 from torch import nn
 
 import danet
 from danet.assets import SAMPLES_DIR
 from danet.data.io import list_images
 from danet.deploy.export import export_onnx
-from danet.model.checkpoint import bundled_models
 
 RESULTS = Path(__file__).parent / "results"
 SAMPLE = list_images(SAMPLES_DIR / "camvid" / "val")[0]
@@ -274,12 +273,9 @@ def measure(name: str, size: list[int], args: argparse.Namespace, folder: Path) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), help="default 360 480")
-    parser.add_argument("--models", nargs="+", default=bundled_models(), help="bundled models")
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    add_common_arguments(parser)
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs per model and runtime")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per model and runtime")
-    parser.add_argument("--quick", action="store_true", help="tiny size, few runs, no file")
     args = parser.parse_args()
     if args.quick:
         args.size, args.warmup, args.repeats = args.size or [64, 96], 1, 2
