@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import onnx
 import torch
 import torch.nn.functional as F
 from ort_bench import add_common_arguments, command_line, frame, machine_note, ort_session
@@ -193,6 +194,13 @@ def onnx_parts(
         for _ in range(warmup + repeats):
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
+        # onnxruntime < 1.20 names the nodes it fuses QLinearConv_token_N; their outputs keep
+        # the scope (/model/backbone/blocks.0/.../Conv), so a node is known by either.
+        optimized = onnx.load(Path(tmp) / "profile_optimized.onnx", load_external_data=False)
+        scoped = {
+            node.name: node.name if node.name.startswith("/model/") else node.output[0]
+            for node in optimized.graph.node
+        }
     runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e["name"] == "model_run")
     runs = runs[warmup:]
     starts = [start for start, _ in runs]
@@ -202,9 +210,8 @@ def onnx_parts(
             continue
         i = bisect.bisect_right(starts, event["ts"]) - 1
         if i >= 0 and event["ts"] <= runs[i][1]:  # else a warm-up run's node
-            label = onnx_label(
-                event["name"][: -len("_kernel_time")], event["args"]["op_name"], branches
-            )
+            node = event["name"][: -len("_kernel_time")]
+            label = onnx_label(scoped.get(node, node), event["args"]["op_name"], branches)
             per_run[i][label] += event["dur"] / 1e6
     labels = list(dict.fromkeys(label for run in per_run for label in run))  # first-run order
     times: Times = defaultdict(list)

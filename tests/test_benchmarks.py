@@ -75,6 +75,7 @@ def test_stages_quick_splits_eager_and_int8_time_into_parts() -> None:
         "part", "output", "eager, channels_last", "share", "onnxruntime int8", "share"
     ]  # fmt: skip
     parts = {row[0]: row for row in rows}
+    assert "other nodes" not in parts  # every int8 node found its module, fused ones too
     for part in ("backbone blocks.0", "backbone blocks.6", "pam conv_in", "PAM", "CAM",
                  "classifier", "upsample", "**backbone**", "**head**", "**whole**"):  # fmt: skip
         assert part in parts, part
