@@ -36,7 +36,7 @@ from danet.training.config import TrainConfig
 RESULTS = Path(__file__).parent / "results"
 SAMPLES = Path(__file__).parents[1] / "src" / "danet" / "samples" / "camvid"
 
-# name -> recipe changes; the first is the baseline of the ratios
+# name -> recipe changes (and "env": environment variables); the first is the ratios' baseline
 VARIANTS: dict[str, dict] = {
     "fp32": {"precision": "fp32", "channels_last": False},
     "channels_last": {"precision": "fp32", "channels_last": True},
@@ -56,6 +56,11 @@ VARIANTS: dict[str, dict] = {
         "channels_last": True,
         "loss_weights": {"affinity": 0.0},
     },
+    "channels_last, glibc's malloc thresholds (DANET_MALLOC=system)": {
+        "precision": "fp32",
+        "channels_last": True,
+        "env": {"DANET_MALLOC": "system"},
+    },
     "channels_last, output stride 16": {
         "precision": "fp32",
         "channels_last": True,
@@ -72,6 +77,8 @@ class VariantFailed(RuntimeError):
 def run_variant(changes: dict, args: argparse.Namespace, folder: Path) -> list[float]:
     """Step seconds of one ``danet train`` run of the recipe with ``changes``."""
     recipe = yaml.safe_load(resolve_config(args.config).read_text())
+    changes = dict(changes)
+    extra_env = changes.pop("env", {})
     recipe.update(changes)
     if "loss_weights" in changes:
         recipe["loss_weights"] = {**recipe.get("loss_weights", {}), **changes["loss_weights"]}
@@ -81,7 +88,7 @@ def run_variant(changes: dict, args: argparse.Namespace, folder: Path) -> list[f
     cmd = [sys.executable, "-m", "danet", "train", "--config", str(config), "--out", str(out),
            "--data-root", str(args.data_root), "--train-split", args.split, "--val-split", "",
            "--iters", str(args.iters), "--checkpoint-every", "100000", "--quiet"]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), **extra_env}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise VariantFailed(done.stderr.strip().splitlines()[-1])

@@ -89,6 +89,30 @@ def test_uniform_target_is_the_kl_from_a_class_uniform_row() -> None:
         torch.testing.assert_close(loss, torch.stack(expected).mean())
 
 
+def test_uniform_target_by_class_means_matches_the_rows_in_a_batch() -> None:
+    """The 'uniform' loss without a radius takes each class's mean key instead of masking the
+    (B, M, N) scores; value and gradients are those of the rows written out, image by image."""
+    torch.manual_seed(1)
+    labels = torch.randint(0, 4, (2, 3, 5))
+    labels[0, 0, :2] = 255
+    labels[1] = labels[1].clamp(max=1)  # classes differ between the images
+    q = torch.randn(2, 15, 4, requires_grad=True)
+    k = torch.randn(2, 15, 4, requires_grad=True)
+    loss = affinity_loss(q, k, labels, 100, target="uniform")
+    expected = []
+    for image in range(2):
+        flat = labels[image].flatten()
+        logp = (q[image] @ k[image].T).log_softmax(-1)
+        for i in range(15):
+            if flat[i] != 255:
+                target = flat == flat[i]
+                expected.append(-logp[i, target].mean() - torch.log(target.sum()))
+    reference = torch.stack(expected).mean()
+    torch.testing.assert_close(loss, reference)
+    grads = torch.autograd.grad(loss, (q, k))
+    torch.testing.assert_close(grads, torch.autograd.grad(reference, (q, k)))
+
+
 def test_uniform_target_prefers_class_context_where_mass_cannot_tell() -> None:
     labels = LABELS.flatten()
     self_peaked = torch.eye(8)[None] * 6  # q = k: each row on its own query

@@ -23,6 +23,23 @@ def sample_queries(labels: torch.Tensor, num_queries: int, ignore_index: int = 2
     return noise.topk(m, dim=1, largest=False).indices
 
 
+def _class_key_sums(
+    k: torch.Tensor, flat: torch.Tensor, query_labels: torch.Tensor, ignore_index: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each query, the sum of the keys (B, M, d) labelled with its class and their count
+    (B, M); void keys go to a bucket of their own, which no query reads."""
+    b, n, d = k.shape
+    bucket = torch.where(flat == ignore_index, 0, flat + 1)  # (B, N), void -> 0
+    classes = int(bucket.max()) + 1
+    sums = k.new_zeros(b, classes, d).scatter_add_(1, bucket[..., None].expand(-1, -1, d), k)
+    counts = torch.zeros(b, classes, device=k.device).scatter_add_(
+        1, bucket, torch.ones_like(k[..., 0])
+    )
+    query_bucket = torch.where(query_labels == ignore_index, 0, query_labels + 1)  # (B, M)
+    key_sum = sums.gather(1, query_bucket[..., None].expand(-1, -1, d))
+    return key_sum, counts.gather(1, query_bucket)
+
+
 def affinity_loss(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -58,8 +75,15 @@ def affinity_loss(
     flat = labels.reshape(b, n)
     idx = sample_queries(flat, num_queries, ignore_index)  # (B, M)
     query_labels = flat.gather(1, idx)  # (B, M)
-    q_sel = q.gather(1, idx[..., None].expand(-1, -1, d))  # (B, M, d)
-    scores = q_sel.float() @ k.float().transpose(1, 2)  # (B, M, N)
+    q_sel = q.gather(1, idx[..., None].expand(-1, -1, d)).float()  # (B, M, d)
+    scores = q_sel @ k.float().transpose(1, 2)  # (B, M, N)
+    used = query_labels != ignore_index
+    if target == "uniform" and exclude_radius is None:
+        # the mean score over the query's class is q . (mean key of the class): no (B, M, N) mask
+        key_sum, count = _class_key_sums(k.float(), flat, query_labels, ignore_index)
+        pos = (q_sel * key_sum).sum(-1) / count.clamp_min(1) + count.clamp_min(1).log()
+        losses = scores.logsumexp(-1) - pos  # (B, M)
+        return losses[used].mean() if used.any() else q.sum() * 0.0
     positive = query_labels[..., None] == flat[:, None, :]  # (B, M, N); a query matches itself
     if exclude_radius is not None:
         keys = torch.arange(n, device=q.device)
@@ -67,7 +91,7 @@ def affinity_loss(
         dx = (idx[..., None] % w - keys % w).abs()
         positive &= (dy > exclude_radius) | (dx > exclude_radius)
     count = positive.sum(-1)  # (B, M)
-    used = (query_labels != ignore_index) & (count > 0)
+    used &= count > 0
     if not used.any():
         return q.sum() * 0.0
     if target == "mass":
