@@ -63,6 +63,23 @@ def test_ablation_variants(attention: str, keys: set[str]) -> None:
     assert set(model(torch.randn(1, 3, 32, 32))) == keys
 
 
+def test_asking_for_the_main_head_skips_the_others(small_model) -> None:
+    from danet.model.segment import main_logits
+
+    x = torch.randn(1, 3, 64, 96)
+    full = small_model(x)
+    only = small_model(x, heads=("out",))
+    assert set(full) == {"out", "pam", "cam"} and set(only) == {"out"}
+    torch.testing.assert_close(only["out"], full["out"])
+    torch.testing.assert_close(main_logits(small_model, x), full["out"])
+
+    class Plain(torch.nn.Module):  # a module without ``heads``, as predict accepts
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"out": x[:, :2]}
+
+    torch.testing.assert_close(main_logits(Plain(), x), x[:, :2])
+
+
 def test_save_load_round_trip_gives_identical_outputs(tmp_path: Path, small_model) -> None:
     x = torch.randn(1, 3, 64, 96)
     danet.save_model(small_model, tmp_path / "m")

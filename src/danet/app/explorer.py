@@ -24,7 +24,7 @@ from danet.assets import samples_dir
 from danet.data.io import read_image, read_mask
 from danet.data.transforms import normalize
 from danet.inference.render import class_names, model_palette
-from danet.model.segment import inference_size
+from danet.model.segment import inference_size, main_logits
 
 SAMPLES_DIR = samples_dir("camvid")
 """The bundled CamVid frames (``val/``) and their label masks (``valannot/``)."""
@@ -139,7 +139,7 @@ class Explorer:
         device = next(self.model.parameters()).device
         x = normalize(picture.rgb, self.model.mean, self.model.std)[None].to(device)
         with AttentionInputs(self.model) as probe:
-            logits = self.model(x)["out"]
+            logits = main_logits(self.model, x)
         inputs = probe.pop()
         h, w = picture.rgb.shape[:2]
         if logits.shape[-2:] != (h, w):

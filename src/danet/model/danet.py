@@ -4,6 +4,7 @@ functions that save it to a model folder and load it back (:func:`save_model`, :
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -190,16 +191,23 @@ class DANet(
         names = self.config.get("class_names")
         return list(names) if names else [f"class {k}" for k in range(self.num_classes)]
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Map a normalised (B, 3, H, W) batch to a dict of (B, classes, H, W) logits."""
+    def forward(
+        self, x: torch.Tensor, heads: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Map a normalised (B, 3, H, W) batch to a dict of (B, classes, H, W) logits.
+
+        ``heads`` (``("out",)`` for inference) limits the dict, and the upsampling, to those
+        names; all heads by default.
+        """
         c3, c4 = self.backbone(x)
         logits = self.head(c4)
-        if self.aux is not None:
+        if self.aux is not None and (heads is None or "aux" in heads):
             logits["aux"] = self.aux(c3)
         size = x.shape[-2:]
         return {
             name: F.interpolate(out, size=size, mode="bilinear", align_corners=self.align_corners)
             for name, out in logits.items()
+            if heads is None or name in heads
         }
 
     @torch.no_grad()

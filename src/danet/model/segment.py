@@ -19,6 +19,7 @@ each) on top of the model at its input size, never full-resolution float logits.
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from collections.abc import Sequence
@@ -125,6 +126,15 @@ def _windows(length: int, window: int, stride: int) -> list[int]:
     return sorted(set(starts))
 
 
+def main_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The ``"out"`` logits of ``model(x)``. A model whose ``forward`` takes ``heads`` (a
+    :class:`~danet.DANet`) is asked for that head only, so the side outputs are not upsampled;
+    any other module that maps a batch to ``{"out": logits}`` is called as it is."""
+    if "heads" in inspect.signature(model.forward).parameters:
+        return model(x, heads=("out",))["out"]
+    return model(x)["out"]
+
+
 def _sliding(model: nn.Module, x: torch.Tensor, window: Sequence[int]) -> torch.Tensor:
     """Average the logits of overlapping ``window``-sized crops (stride 2/3 of the window)."""
     b, _, h, w = x.shape
@@ -135,7 +145,7 @@ def _sliding(model: nn.Module, x: torch.Tensor, window: Sequence[int]) -> torch.
     count = x.new_zeros(1, 1, x.shape[2], x.shape[3])
     for top in _windows(x.shape[2], wh, math.ceil(wh * 2 / 3)):
         for left in _windows(x.shape[3], ww, math.ceil(ww * 2 / 3)):
-            logits = model(x[:, :, top : top + wh, left : left + ww])["out"]
+            logits = main_logits(model, x[:, :, top : top + wh, left : left + ww])
             if out is None:
                 out = x.new_zeros(b, logits.shape[1], x.shape[2], x.shape[3])
             out[:, :, top : top + wh, left : left + ww] += logits
@@ -206,7 +216,7 @@ def predict_probs(
             if sliding_window and input_size is not None:
                 logits = _sliding(model, xi, input_size)
             else:
-                logits = model(xi)["out"]
+                logits = main_logits(model, xi)
             probs = logits.float().softmax(1)
             probs = probs.flip(-1) if flipped else probs
             if probs.shape[-2:] != (h, w):
@@ -324,7 +334,7 @@ def predict_labels(
             if sliding_window and input_size is not None:
                 logits = _sliding(model, xi, input_size)
             else:
-                logits = model(xi)["out"]
+                logits = main_logits(model, xi)
             probs = logits.float().softmax(1)
             probs = probs.flip(-1) if flipped else probs
             if probs.shape[-2:] != base:
