@@ -659,6 +659,9 @@ def main(argv: list[str] | None = None) -> int:
     # process wants the same cores; waiting passively costs little. Set here, before torch
     # loads, because the process is ours (not on import).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # albumentations asks PyPI for a newer version when imported (a network call in every
+    # training and evaluation); the danet command never wants it
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     try:
         keep_freed_memory()  # a CPU training step about 0.7x (docs/training.md)
     except ValueError as err:  # DANET_MALLOC with a wrong value
