@@ -663,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     # training and evaluation); the danet command never wants it
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     try:
-        keep_freed_memory()  # a CPU training step about 0.7x (docs/training.md)
+        keep_freed_memory()  # docs/training.md, "Speed on the CPU"
     except ValueError as err:  # DANET_MALLOC with a wrong value
         print(f"danet: error: {err}", file=sys.stderr)
         return 2
