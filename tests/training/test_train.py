@@ -118,9 +118,10 @@ def test_sigkill_then_resume_continues_the_same_curve(camvid_root: Path, tmp_pat
         assert got[step] == pytest.approx(expected[step], rel=1e-6), step
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(
-    camvid_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def _train_with_loss_times(
+    factor: float, camvid_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **changes
 ) -> None:
+    """Train 5 tiny steps (checkpoints every 2) with the loss of step 3 multiplied by ``factor``."""
     import danet.training.loop
 
     class PoisonedLoss(danet.training.loop.DANetLoss):
@@ -129,40 +130,30 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
         def forward(self, *args, **kwargs):
             total, parts = super().forward(*args, **kwargs)
             PoisonedLoss.calls += 1
-            return (total * float("nan") if PoisonedLoss.calls == 3 else total), parts
+            return (total * factor if PoisonedLoss.calls == 3 else total), parts
 
     monkeypatch.setattr(danet.training.loop, "DANetLoss", PoisonedLoss)
-    cfg = TrainConfig(
+    train(TrainConfig(
         dataset="camvid", data_root=str(camvid_root), val_split="", out=str(tmp_path / "run"),
         pretrained=None, crop_size=[32, 32], batch_size=2, workers=0, iters=5,
-        checkpoint_every=2,
-    )  # fmt: skip
+        checkpoint_every=2, **changes,
+    ))  # fmt: skip
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(
+    camvid_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(TrainingDiverged, match="at step 3"):
-        train(cfg)
+        _train_with_loss_times(float("nan"), camvid_root, tmp_path, monkeypatch)
     assert read_training_state(tmp_path / "run" / "checkpoint.pt")["step"] == 2
 
 
 def test_overflowing_gradients_stop_naming_a_tensor(
     camvid_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import danet.training.loop
-
-    class HugeLoss(danet.training.loop.DANetLoss):
-        calls = 0
-
-        def forward(self, *args, **kwargs):
-            total, parts = super().forward(*args, **kwargs)
-            HugeLoss.calls += 1  # a finite loss whose gradients overflow float32 norms
-            return (total * 1e30 if HugeLoss.calls == 3 else total), parts
-
-    monkeypatch.setattr(danet.training.loop, "DANetLoss", HugeLoss)
-    cfg = TrainConfig(
-        dataset="camvid", data_root=str(camvid_root), val_split="", out=str(tmp_path / "run"),
-        pretrained=None, crop_size=[32, 32], batch_size=2, workers=0, iters=5,
-        checkpoint_every=2, grad_clip_norm=10.0,
-    )  # fmt: skip
+    # a finite loss whose gradients overflow float32 norms
     with pytest.raises(TrainingDiverged, match=r"at step 3 .*first non-finite gradient: \w"):
-        train(cfg)
+        _train_with_loss_times(1e30, camvid_root, tmp_path, monkeypatch, grad_clip_norm=10.0)
     assert read_training_state(tmp_path / "run" / "checkpoint.pt")["step"] == 2
 
 
