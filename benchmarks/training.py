@@ -61,6 +61,11 @@ VARIANTS: dict[str, dict] = {
         "channels_last": True,
         "env": {"DANET_MALLOC": "system"},
     },
+    "channels_last, oneDNN's dilated depthwise backward (DANET_DILATED_DW=native)": {
+        "precision": "fp32",
+        "channels_last": True,
+        "env": {"DANET_DILATED_DW": "native"},
+    },
     "channels_last, output stride 16": {
         "precision": "fp32",
         "channels_last": True,

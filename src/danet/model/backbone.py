@@ -20,6 +20,8 @@ import timm
 import torch
 from torch import nn
 
+from danet.model.dilated_depthwise import use_dilated_depthwise
+
 WORKING_FAMILIES = "resnet*, resnext*, convnext*, efficientnet*, mobilenetv2/v3*, regnet*"
 
 
@@ -52,6 +54,7 @@ def create_features(
     layout = str(getattr(features, "output_fmt", "NCHW"))
     if stride != output_stride or "NHWC" in layout:
         _refuse(name, output_stride, f"it gives stride {stride}, layout {layout.split('.')[-1]}")
+    use_dilated_depthwise(features)  # the same convolutions, with a faster backward on the CPU
     return features
 
 
