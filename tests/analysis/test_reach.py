@@ -155,7 +155,7 @@ def test_bf16_where_the_cpu_lacks_it_names_the_alternative(monkeypatch) -> None:
 @pytest.mark.parametrize(
     ("flag", "value", "accepted"),
     [
-        ("--affinity-weight", "-1", "numbers >= 0"),
+        ("--affinity-weight", "-1", "number >= 0"),
         ("--affinity-exclude-radius", "-1", "integer >= 0"),
         ("--reach-radius", "-2", "integer >= 0"),
         ("--class-weighting", "inverse", "median_frequency"),
@@ -168,7 +168,7 @@ def test_bad_recipe_options_get_one_line(flag, value, accepted, tmp_path: Path, 
     # argparse's own checks (choices) exit while parsing: cli counts those exits too
     code, _, err = cli([*argv, "--out", str(tmp_path / "run"), flag, value])
     assert code == 2
-    assert flag.lstrip("-").split("-")[0] in err and accepted in err and value in err
+    assert flag in err and accepted in err and value in err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
 
 

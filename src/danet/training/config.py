@@ -332,7 +332,10 @@ def recipe_from_flags(
     cfg = TrainConfig.from_file(config) if config else TrainConfig()
     flags = dict(flags)
     if "affinity_weight" in flags:
-        flags["loss_weights"] = {"affinity": flags.pop("affinity_weight")}
+        weight = flags.pop("affinity_weight")
+        if not weight >= 0:  # NaN too
+            raise ValueError(f"--affinity-weight must be a number >= 0 (0: off), not {weight}")
+        flags["loss_weights"] = {"affinity": weight}
     cfg = cfg.merge(flags, origin="command line")
     if not resume and not cfg.data_root:
         raise ValueError("--data-root is required")
