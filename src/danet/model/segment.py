@@ -211,18 +211,32 @@ def predict_probs(
     total = x.new_zeros(())
     for size in sizes:
         xs = x if size == (h, w) else F.interpolate(x, size, mode="bilinear", align_corners=False)
-        for flipped in (False, True) if flip else (False,):
-            xi = xs.flip(-1) if flipped else xs
-            if sliding_window and input_size is not None:
-                logits = _sliding(model, xi, input_size)
-            else:
-                logits = main_logits(model, xi)
-            probs = logits.float().softmax(1)
-            probs = probs.flip(-1) if flipped else probs
-            if probs.shape[-2:] != (h, w):
-                probs = F.interpolate(probs, (h, w), mode="bilinear", align_corners=False)
-            total = total + probs
+        total = total + _view_probs(model, xs, flip, sliding_window, input_size, (h, w))
     return total / (len(scales) * (2 if flip else 1))
+
+
+def _view_probs(
+    model: nn.Module,
+    x: torch.Tensor,
+    flip: bool,
+    sliding_window: bool,
+    input_size: Sequence[int] | None,
+    out_size: tuple[int, int],
+) -> torch.Tensor:
+    """Class probabilities of ``x`` at ``out_size``, summed over x and, with ``flip``, its mirror."""
+    total = x.new_zeros(())
+    for flipped in (False, True) if flip else (False,):
+        xi = x.flip(-1) if flipped else x
+        if sliding_window and input_size is not None:
+            logits = _sliding(model, xi, input_size)
+        else:
+            logits = main_logits(model, xi)
+        probs = logits.float().softmax(1)
+        probs = probs.flip(-1) if flipped else probs
+        if probs.shape[-2:] != out_size:
+            probs = F.interpolate(probs, out_size, mode="bilinear", align_corners=False)
+        total = total + probs
+    return total
 
 
 STRIP_ELEMENTS = 1 << 20
@@ -329,17 +343,8 @@ def predict_labels(
         size = (max(round(base[0] * scale), 8), max(round(base[1] * scale), 8))
         x = torch.stack([model_input(i, size, model.mean, model.std) for i in images])
         x = x.to(device)
-        for flipped in (False, True) if flip else (False,):
-            xi = x.flip(-1) if flipped else x
-            if sliding_window and input_size is not None:
-                logits = _sliding(model, xi, input_size)
-            else:
-                logits = main_logits(model, xi)
-            probs = logits.float().softmax(1)
-            probs = probs.flip(-1) if flipped else probs
-            if probs.shape[-2:] != base:
-                probs = F.interpolate(probs, base, mode="bilinear", align_corners=False)
-            total = probs if total is None else total + probs
+        probs = _view_probs(model, x, flip, sliding_window, input_size, base)
+        total = probs if total is None else total + probs
     assert total is not None
     return upsampled_argmax(total, (h, w)).cpu().numpy()
 
