@@ -122,3 +122,22 @@ def test_model_predict_numpy_and_pil(small_model: danet.DANet) -> None:
         logits = small_model(x)["out"]
     probs = torch.nn.functional.interpolate(logits.softmax(1), (45, 67), mode="bilinear")
     np.testing.assert_array_equal(from_numpy, probs.argmax(1)[0].numpy())
+
+
+def test_flip_averages_the_mirrored_view(small_model: danet.DANet) -> None:
+    """predict_probs and predict_labels average the image's and its mirror's probabilities."""
+    from danet.model.segment import predict_labels, predict_probs
+
+    rng = np.random.default_rng(1)
+    array = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    x = torch.from_numpy(array).permute(2, 0, 1).float().div(255)[None]
+    mean, std = torch.tensor(small_model.mean), torch.tensor(small_model.std)
+    x = (x - mean[:, None, None]) / std[:, None, None]
+    with torch.no_grad():
+        plain = small_model(x)["out"].softmax(1)
+        mirrored = small_model(x.flip(-1))["out"].softmax(1).flip(-1)
+        probs = predict_probs(small_model, x, flip=True)
+    torch.testing.assert_close(probs, (plain + mirrored) / 2)
+    assert not torch.allclose(probs, plain, atol=1e-3)  # the mirror changed something
+    labels = predict_labels(small_model, [array], flip=True, resize="squash")
+    np.testing.assert_array_equal(labels[0], probs.argmax(1)[0].numpy())
