@@ -109,3 +109,21 @@ def test_backbone_keeps_timm_keys_and_outputs():
     with torch.no_grad():
         for a, b in zip(ours(x), plain(x), strict=True):
             assert a.equal(b)
+
+
+def test_bf16_autocast_gives_the_native_gradients():
+    ref, new = pair(8, 3, 2)
+    ref.float()  # shared weight: both are float32 now
+    x = torch.randn(2, 8, 16, 20)
+    grads = []
+    for conv in (ref, new):
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = conv(xi)
+        assert y.dtype == torch.bfloat16
+        y.float().square().sum().backward()
+        assert xi.grad.dtype == conv.weight.grad.dtype == torch.float32
+        grads.append((xi.grad, conv.weight.grad.clone()))
+        conv.weight.grad = None
+    for got, want in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2 * want.abs().max().item())

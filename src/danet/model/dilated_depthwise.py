@@ -55,14 +55,16 @@ class _DilatedDepthwise(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
         d, groups = ctx.dilation, weight.shape[0]
+        # under autocast the forward ran in grad's dtype (bf16, say), on cast copies of x and weight
+        xc, wc = x.to(grad.dtype), weight.to(grad.dtype)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            flipped = weight.flip(-1, -2)
-            grad_x = F.conv2d(grad, flipped, None, 1, _same(weight, d), d, groups)
+            grad_x = F.conv2d(grad, wc.flip(-1, -2), None, 1, _same(weight, d), d, groups)
+            grad_x = grad_x.to(x.dtype)
         if ctx.needs_input_grad[1]:
             grad_w = torch.nn.grad.conv2d_weight(
-                _to_grid(x, d), weight.shape, _to_grid(grad, d), 1, _same(weight, 1), 1, groups
-            )
+                _to_grid(xc, d), weight.shape, _to_grid(grad, d), 1, _same(weight, 1), 1, groups
+            ).to(weight.dtype)
         return grad_x, grad_w, None
 
 
