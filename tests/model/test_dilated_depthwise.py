@@ -84,6 +84,9 @@ def test_native_path_where_nothing_is_differentiated(monkeypatch):
     assert "DilatedDepthwise" in type(new(x).grad_fn).__name__
     monkeypatch.setenv("DANET_DILATED_DW", "native")
     assert type(new(x).grad_fn).__name__.startswith("Convolution")
+    monkeypatch.setenv("DANET_DILATED_DW", "slow")
+    with pytest.raises(ValueError, match="DANET_DILATED_DW='slow': use one of fast, native"):
+        new(x)
 
 
 def test_only_dilated_depthwise_convolutions_fit():

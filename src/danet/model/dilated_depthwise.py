@@ -29,6 +29,15 @@ from torch.autograd.function import once_differentiable
 
 ENV = "DANET_DILATED_DW"
 """``native`` turns the faster backward off (``nn.Conv2d``'s own), for comparison."""
+CHOICES = ("fast", "native")
+
+
+def backward_mode() -> str:
+    """``DANET_DILATED_DW`` from the environment: ``fast`` (the default) or ``native``."""
+    mode = os.environ.get(ENV, "").strip().lower() or "fast"
+    if mode not in CHOICES:
+        raise ValueError(f"{ENV}={os.environ[ENV]!r}: use one of {', '.join(CHOICES)}")
+    return mode
 
 
 def _to_grid(x: torch.Tensor, d: int) -> torch.Tensor:
@@ -84,7 +93,7 @@ class DilatedDepthwiseConv2d(nn.Conv2d):
             and (x.requires_grad or self.weight.requires_grad)
             and not torch.jit.is_tracing()
             and not torch.compiler.is_compiling()
-            and os.environ.get(ENV, "") != "native"
+            and backward_mode() == "fast"
         ):
             return _DilatedDepthwise.apply(x, self.weight, self.dilation[0])
         return super().forward(x)
