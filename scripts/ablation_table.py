@@ -9,6 +9,7 @@ Usage: python scripts/ablation_table.py results/ablation/*_300*.json   (or run f
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -39,11 +40,17 @@ def _read(path: Path) -> dict | None:
     config = (
         json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
     )
-    if not config:  # no run folder beside the JSON: the checkpoint named in it
+    name = re.fullmatch(r"ablation_(none|pam|cam|both)_\d+(?:_seed(\d+))?", path.stem)
+    if not config and name:  # no run folder: the JSON's name says variant and seed
+        config = {"attention": name[1]}
+    elif not config:  # the checkpoint named in it
         config = danet.load(result["checkpoint"]).config
     rows = (run / "metrics.jsonl").read_text().splitlines() if run.is_dir() else []
     seconds = [r["sec"] for r in map(json.loads, rows) if "sec" in r]
-    seed = json.loads((run / "run_config.json").read_text())["seed"] if run.is_dir() else 0
+    if run.is_dir():
+        seed = json.loads((run / "run_config.json").read_text())["seed"]
+    else:
+        seed = int(name[2] or 0) if name else 0
     return {"config": config, "seed": seed, "result": result, "seconds": seconds, "run": run}
 
 
