@@ -106,7 +106,7 @@ def test_backbone_keeps_timm_keys_and_outputs():
     ).eval()
     plain.load_state_dict(ours.state_dict())
     kinds = [m for m in ours.modules() if isinstance(m, DilatedDepthwiseConv2d)]
-    assert len(kinds) == 10  # blocks 3.1-4.0 (dilation 2, ... ) and 5.1-6.0 (dilation 4)
+    assert len(kinds) == 10  # blocks 3.1-5.0 (dilation 2) and 5.1-6.0 (dilation 4)
     assert ours.state_dict().keys() == plain.state_dict().keys()
     x = torch.randn(1, 3, 64, 80)
     with torch.no_grad():
