@@ -29,6 +29,7 @@ from danet.options import (
     CLASS_WEIGHTINGS,
     LEGENDS,
     PAM_SCALES,
+    PIXEL_SAMPLERS,
     PRECISIONS,
     RESIZE_MODES,
 )
@@ -214,6 +215,13 @@ def _add_train(sub: argparse._SubParsersAction, recipe_name: str | None = None) 
         type=int,
     )
     recipe("--class-weighting", "class weights of the cross-entropy", choices=CLASS_WEIGHTINGS)
+    recipe(
+        "--pixel-sampler",
+        "ohem: the cross-entropies average the hard pixels (mmsegmentation's OHEMPixelSampler)",
+        choices=PIXEL_SAMPLERS,
+    )
+    recipe("--ohem-threshold", "ohem: a true-class probability below this is hard", type=float)
+    recipe("--ohem-min-kept", "ohem: at least this many hard pixels per image", type=int)
     recipe("--reach-radius", "the 'local' radius of the validation's PAM reach figures", type=int)
     recipe(
         "--precision",

@@ -4,8 +4,8 @@ This module imports nothing heavy, so the ``danet`` command builds its parser fr
 loading torch. Each option is checked once, by :func:`check_choice`, in the module that uses it:
 ``attention`` in :class:`danet.model.head.DAHead`, ``cam_variant`` in
 :class:`danet.model.attention.ChannelAttention`, ``pam_scale`` and ``pam_impl`` in
-:class:`danet.model.attention.PositionAttention`, ``affinity_target`` in
-:class:`danet.training.losses.DANetLoss`.
+:class:`danet.model.attention.PositionAttention`, ``affinity_target`` and
+``pixel_sampler`` in :class:`danet.training.losses.DANetLoss`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ AffinityTarget = Literal["mass", "uniform"]
 """The affinity loss's target for a PAM row (:func:`danet.training.losses.affinity_loss`)."""
 ClassWeighting = Literal["none", "median_frequency"]
 """Class weights of the cross-entropies: none, or SegNet's median-frequency balancing."""
+PixelSampler = Literal["none", "ohem"]
+"""Which pixels the cross-entropies average over: all labelled ones, or the hard ones
+(:func:`danet.training.losses.ohem_pixels`, mmsegmentation's ``OHEMPixelSampler``)."""
 Precision = Literal["fp32", "bf16", "auto"]
 """Training arithmetic: float32, bfloat16 autocast, or ``auto``: bf16 on CUDA devices that have it."""
 
@@ -44,6 +47,7 @@ LEGENDS: tuple[str, ...] = get_args(Legend)
 BACKENDS: tuple[str, ...] = get_args(Backend)
 AFFINITY_TARGETS: tuple[str, ...] = get_args(AffinityTarget)
 CLASS_WEIGHTINGS: tuple[str, ...] = get_args(ClassWeighting)
+PIXEL_SAMPLERS: tuple[str, ...] = get_args(PixelSampler)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 OUTPUT_STRIDES = (8, 16, 32)
 

@@ -161,6 +161,9 @@ def test_bf16_where_the_cpu_lacks_it_names_the_alternative(monkeypatch) -> None:
         ("--class-weighting", "inverse", "median_frequency"),
         ("--affinity-target", "sharp", "uniform"),
         ("--precision", "fp8", "bf16"),
+        ("--pixel-sampler", "hard", "ohem"),
+        ("--ohem-threshold", "1.5", "from 0 to 1"),
+        ("--ohem-min-kept", "-1", "integer >= 0"),
     ],
 )
 def test_bad_recipe_options_get_one_line(flag, value, accepted, tmp_path: Path, cli) -> None:
@@ -180,8 +183,11 @@ def test_reach_recipe_trains_logs_reach_and_inspect_agrees(camvid_root: Path, tm
         "--data-root", str(camvid_root), "--out", str(run), "--affinity-weight", "1",
         "--affinity-target", "uniform", "--affinity-exclude-radius", "0",
         "--class-weighting", "median_frequency", "--precision", "auto", "--reach-radius", "1",
+        "--pixel-sampler", "ohem", "--ohem-min-kept", "100",
     ]  # fmt: skip
     assert main(args) == 0
+    saved = json.loads((run / "run_config.json").read_text())
+    assert (saved["pixel_sampler"], saved["ohem_min_kept"]) == ("ohem", 100)
     rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(np.isfinite(r["affinity"]) for r in rows if "loss" in r)
     val = [r for r in rows if "val_miou" in r][-1]

@@ -21,7 +21,7 @@ from danet.data.transforms import normalize
 from danet.model.checkpoint import read_training_state, save_training_state
 from danet.model.segment import predict_probs
 from danet.training.config import TrainConfig
-from danet.training.loop import TrainingDiverged, train
+from danet.training.loop import TrainingDiverged, clip_to_norm, train
 
 TINY = [
     "--dataset", "camvid", "--backbone", "mobilenetv2_100", "--pretrained", "none",
@@ -210,3 +210,20 @@ def test_torchrun_two_processes_on_cpu(camvid_root: Path, tmp_path: Path) -> Non
     rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [1, 2]  # logged once, by rank 0
     assert any("val_miou" in r for r in rows)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 100.0])
+def test_clip_to_norm_matches_torch(max_norm: float) -> None:
+    """The loop clips with the norm it has already taken, as nn.utils.clip_grad_norm_ would."""
+    torch.manual_seed(0)
+    ours = [torch.randn(3, 4), torch.randn(7)]
+    theirs = [torch.nn.Parameter(torch.zeros_like(g)) for g in ours]
+    for p, g in zip(theirs, ours, strict=True):
+        p.grad = g.clone()
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in ours]))
+    clip_to_norm(ours, total.item(), max_norm)
+    torch.nn.utils.clip_grad_norm_(theirs, max_norm)
+    for p, g in zip(theirs, ours, strict=True):
+        torch.testing.assert_close(g, p.grad)
+    after = torch.linalg.vector_norm(torch.cat([g.flatten() for g in ours])).item()
+    assert after <= max_norm + 1e-4 and (max_norm < total.item()) == (after < total.item() - 1e-4)

@@ -338,14 +338,11 @@ def predict_labels(
     h, w = images[0].shape[:2]
     check_bounds(h, w, scales, flip, sliding_window, input_size, resize, max_pixels)  # type: ignore[arg-type]
     base = (h, w) if sliding_window else inference_size(h, w, input_size, resize)
-    total: torch.Tensor | None = None
+    total = torch.zeros((), device=device)
     for scale in scales:
         size = (max(round(base[0] * scale), 8), max(round(base[1] * scale), 8))
         x = torch.stack([model_input(i, size, model.mean, model.std) for i in images])
-        x = x.to(device)
-        probs = _view_probs(model, x, flip, sliding_window, input_size, base)
-        total = probs if total is None else total + probs
-    assert total is not None
+        total = total + _view_probs(model, x.to(device), flip, sliding_window, input_size, base)
     return upsampled_argmax(total, (h, w)).cpu().numpy()
 
 

@@ -23,12 +23,14 @@ from danet.options import (
     CLASS_WEIGHTINGS,
     OUTPUT_STRIDES,
     PAM_SCALES,
+    PIXEL_SAMPLERS,
     PRECISIONS,
     AffinityTarget,
     Attention,
     CamVariant,
     ClassWeighting,
     PamScale,
+    PixelSampler,
     Precision,
 )
 from danet.utils.bounds import INPUT_SIZE_RULE, MAX_SEED, MAX_SIZE_PIXELS, MIN_INPUT_SIDE, short
@@ -82,6 +84,9 @@ class TrainConfig:
     affinity_target: AffinityTarget = "mass"  # see danet.training.losses.affinity_loss
     affinity_exclude_radius: int | None = None  # keys this close to the query leave the target
     class_weighting: ClassWeighting = "none"  # "median_frequency": class-balanced cross-entropy
+    pixel_sampler: PixelSampler = "none"  # "ohem": the cross-entropies average the hard pixels
+    ohem_threshold: float = 0.7  # ohem: pixels whose true class has a lower probability are hard
+    ohem_min_kept: int = 16384  # ohem: at least this many hard pixels per image
     reach_radius: int = 3  # the "local" radius of the PAM reach figures at validation
     # loss weights of the outputs (DEFAULT_LOSS_WEIGHTS); "affinity" turns the affinity loss on
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
@@ -285,6 +290,9 @@ CHECKS: dict[str, tuple[Callable[[Any], Any], str, Callable[[Any], bool] | None]
         f"one of {', '.join(CLASS_WEIGHTINGS)}",
         lambda v: v in CLASS_WEIGHTINGS,
     ),
+    "pixel_sampler": (_str, _one_of(PIXEL_SAMPLERS), lambda v: v in PIXEL_SAMPLERS),
+    "ohem_threshold": (_float, "a number from 0 to 1", lambda v: 0 <= v <= 1),
+    "ohem_min_kept": (_int, "an integer >= 0 (pixels per image)", _at_least(0)),
     "reach_radius": (_int, "an integer >= 0 (feature pixels)", _at_least(0)),
     "loss_weights": (_weights, "a mapping of output names to numbers >= 0", None),
     "seed": (_int, f"an integer from 0 to {MAX_SEED}", lambda v: 0 <= v <= MAX_SEED),

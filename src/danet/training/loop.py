@@ -90,6 +90,14 @@ class _StopOnSignal:
         return bool(flag.item())
 
 
+def clip_to_norm(grads: list[torch.Tensor], total_norm: float, max_norm: float) -> None:
+    """Scale ``grads`` in place as ``nn.utils.clip_grad_norm_`` does, given their total norm."""
+    if total_norm > max_norm:
+        coef = max_norm / (total_norm + 1e-6)
+        for g in grads:
+            g.mul_(coef)
+
+
 def _until_stopped(batches: Iterator[Any], stop: _StopOnSignal) -> Iterator[Any]:
     """``batches``, ending quietly where a DataLoader worker died of the Ctrl-C that asked the run
     to stop (a terminal sends SIGINT to the workers too)."""
@@ -321,6 +329,9 @@ def _train(
         class_weights=class_weights,
         affinity_target=cfg.affinity_target,
         affinity_exclude_radius=cfg.affinity_exclude_radius,
+        pixel_sampler=cfg.pixel_sampler,
+        ohem_threshold=cfg.ohem_threshold,
+        ohem_min_kept=cfg.ohem_min_kept,
     )
     optimizer = torch.optim.SGD(
         _param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
@@ -488,7 +499,7 @@ def _train(
                 f"{run / TRAIN_STATE_NAME} is kept"
             )
         if cfg.grad_clip_norm is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
+            clip_to_norm([g for _, g in named], grad_norm, cfg.grad_clip_norm)
         scaler.step(optimizer)
         scaler.update()
         done = step + 1

@@ -9,7 +9,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from danet.data.labels import downsample_labels
-from danet.options import AFFINITY_TARGETS, AffinityTarget, check_choice
+from danet.options import (
+    AFFINITY_TARGETS,
+    PIXEL_SAMPLERS,
+    AffinityTarget,
+    PixelSampler,
+    check_choice,
+)
 from danet.training.config import DEFAULT_LOSS_WEIGHTS
 
 
@@ -102,8 +108,34 @@ def affinity_loss(
     return losses[used].mean()
 
 
+@torch.no_grad()
+def ohem_pixels(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    ignore_index: int = 255,
+    threshold: float = 0.7,
+    min_kept: int = 16384,
+) -> torch.Tensor:
+    """The hard pixels of a batch, as mmsegmentation's ``OHEMPixelSampler`` picks them: (B, H, W)
+    bool, the labelled pixels whose true class has a softmax probability below ``threshold``, or
+    below the ``min_kept * B``-th lowest such probability where that is higher (so at least about
+    ``min_kept`` per image are kept). Where none would be kept, every labelled pixel is."""
+    valid = target != ignore_index
+    prob = logits.float().softmax(1).gather(1, target.masked_fill(~valid, 0)[:, None])[:, 0]
+    valid_prob = prob[valid]
+    if valid_prob.numel() == 0:
+        return valid
+    kth = min(min_kept * target.shape[0], valid_prob.numel() - 1)
+    cut = max(valid_prob.kthvalue(kth + 1).values.item(), threshold)
+    hard = valid & (prob < cut)
+    return hard if hard.any() else valid
+
+
 class DANetLoss(nn.Module):
     """``sum_k w_k * CE(logits[k], target)`` over the outputs present, ignoring ``ignore_index``.
+
+    With ``pixel_sampler="ohem"`` each cross-entropy averages over its output's hard pixels only
+    (:func:`ohem_pixels` with ``ohem_threshold`` and ``ohem_min_kept``).
 
     Calling it returns a pair ``(loss, parts)``: ``loss`` is the weighted sum as a scalar tensor
     (call ``.backward()`` on it), ``parts`` maps each output with a non-zero weight (``"out"``,
@@ -120,10 +152,17 @@ class DANetLoss(nn.Module):
         class_weights: torch.Tensor | None = None,
         affinity_target: AffinityTarget = "mass",
         affinity_exclude_radius: int | None = None,
+        pixel_sampler: PixelSampler = "none",
+        ohem_threshold: float = 0.7,
+        ohem_min_kept: int = 16384,
     ) -> None:
         super().__init__()
-        # the one check of the target outside a recipe: DANetLoss is public, built without one
+        # the one check of these outside a recipe: DANetLoss is public, built without one
         check_choice("affinity_target", affinity_target, AFFINITY_TARGETS)
+        check_choice("pixel_sampler", pixel_sampler, PIXEL_SAMPLERS)
+        self.pixel_sampler = pixel_sampler
+        self.ohem_threshold = ohem_threshold
+        self.ohem_min_kept = ohem_min_kept
         self.weights = dict(DEFAULT_LOSS_WEIGHTS if weights is None else weights)
         self.ignore_index = ignore_index
         self.affinity_target = affinity_target
@@ -147,8 +186,14 @@ class DANetLoss(nn.Module):
             weight = self.weights.get(name, 0.0)
             if weight == 0.0:
                 continue
+            labels = target
+            if self.pixel_sampler == "ohem":
+                hard = ohem_pixels(
+                    out, target, self.ignore_index, self.ohem_threshold, self.ohem_min_kept
+                )
+                labels = target.masked_fill(~hard, self.ignore_index)
             ce = F.cross_entropy(
-                out.float(), target, weight=self.class_weights, ignore_index=self.ignore_index
+                out.float(), labels, weight=self.class_weights, ignore_index=self.ignore_index
             )
             parts[name] = ce.detach().item()
             total = total + weight * ce
