@@ -27,6 +27,7 @@ from danet.options import (
     BACKENDS,
     CAM_VARIANTS,
     CLASS_WEIGHTINGS,
+    DECODERS,
     LEGENDS,
     PAM_SCALES,
     PIXEL_SAMPLERS,
@@ -232,6 +233,11 @@ def _add_train(sub: argparse._SubParsersAction, recipe_name: str | None = None) 
     recipe("--attention-lr-mult", "extra lr factor on attention params", type=float)
     recipe("--attention-weight-decay", "weight decay of gamma and scale", type=float)
     recipe("--aux-head", "FCN auxiliary head on c3", **switch)
+    recipe(
+        "--decoder",
+        "stride4: a light decoder with the backbone's stride-4 features (a departure)",
+        choices=DECODERS,
+    )
     recipe("--input-size", "native H,W for eval/predict/export", type=_input_size)
     recipe("--crop-size", "training crop, N or H,W", type=_size)
     recipe("--base-size", "resize images to H,W before scaling", type=_size)

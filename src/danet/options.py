@@ -19,6 +19,9 @@ CamVariant = Literal["paper", "original"]
 """``softmax(X X^T)`` as the paper writes it, or ``softmax(-X X^T)`` as the authors' code does."""
 PamScale = Literal["none", "learned"]
 """``softmax(Q^T K)`` (the paper), or ``softmax(s Q^T K)`` with a learnable ``s``."""
+Decoder = Literal["none", "stride4"]
+"""Logits straight from the stride-8 head (the paper), or a light DeepLabV3+-style decoder that
+brings back the backbone's stride-4 features before the classifier (a departure)."""
 PamImpl = Literal["auto", "naive", "blocked", "sdpa"]
 """How ``softmax(Q K^T) V`` is computed (:mod:`danet.model.efficient_attention`)."""
 ResizeMode = Literal["keep-aspect", "squash", "none"]
@@ -41,6 +44,7 @@ Precision = Literal["fp32", "bf16", "auto"]
 ATTENTIONS: tuple[str, ...] = get_args(Attention)
 CAM_VARIANTS: tuple[str, ...] = get_args(CamVariant)
 PAM_SCALES: tuple[str, ...] = get_args(PamScale)
+DECODERS: tuple[str, ...] = get_args(Decoder)
 PAM_IMPLS: tuple[str, ...] = get_args(PamImpl)
 RESIZE_MODES: tuple[str, ...] = get_args(ResizeMode)
 LEGENDS: tuple[str, ...] = get_args(Legend)

@@ -30,8 +30,10 @@ def create_features(
     output_stride: int,
     pretrained: bool = False,
     multi_grid: Sequence[int] | None = None,
+    stride4: bool = False,
 ) -> nn.Module:
-    """A timm ``features_only`` model giving its last two feature maps at ``output_stride``."""
+    """A timm ``features_only`` model giving its last two feature maps at ``output_stride``,
+    preceded by its stride-4 map when ``stride4`` (same modules, so the same weights)."""
     kwargs: dict[str, Any] = {}
     if multi_grid is not None:
         block = check_multi_grid(name, multi_grid)
@@ -41,7 +43,7 @@ def create_features(
             name,
             features_only=True,
             output_stride=output_stride,
-            out_indices=(-2, -1),
+            out_indices=(1, -2, -1) if stride4 else (-2, -1),
             pretrained=pretrained,
             **kwargs,
         )
@@ -52,6 +54,8 @@ def create_features(
     # are then at stride 16/32 and channels-last, which the head cannot take.
     stride = features.feature_info.reduction()[-1]
     layout = str(getattr(features, "output_fmt", "NCHW"))
+    if stride4 and features.feature_info.reduction()[0] != 4:
+        _refuse(name, output_stride, "its second feature map is not at stride 4")
     if stride != output_stride or "NHWC" in layout:
         _refuse(name, output_stride, f"it gives stride {stride}, layout {layout.split('.')[-1]}")
     use_dilated_depthwise(features)  # the same convolutions, with a faster backward on the CPU

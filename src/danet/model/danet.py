@@ -34,7 +34,16 @@ from danet.model.checkpoint import (
 )
 from danet.model.head import DAHead, FCNHead
 from danet.model.pretrained import imagenet_weights, load_backbone_weights
-from danet.options import BACKBONES, OUTPUT_STRIDES, Attention, CamVariant, PamScale
+from danet.options import (
+    BACKBONES,
+    DECODERS,
+    OUTPUT_STRIDES,
+    Attention,
+    CamVariant,
+    Decoder,
+    PamScale,
+    check_choice,
+)
 from danet.utils.atomic import atomic_write
 
 
@@ -106,6 +115,9 @@ class DANet(
         multi_grid: dilation multipliers of the last stage's blocks (timm ResNets only), e.g.
             ``[1, 2, 4]``: dilations 4, 8, 16 at output stride 8, as the authors' release; ``None``
             keeps timm's dilation (see :mod:`danet.model.backbone`).
+        decoder: ``"none"`` (the paper: logits from the stride-8 head) or ``"stride4"``: a light
+            DeepLabV3+-style decoder that fuses the head's features with the backbone's stride-4
+            features before the classifier (a departure, for thin classes).
         align_corners: of the bilinear upsampling of the logits (``True`` in the authors' code).
         class_names, palette, input_size, ignore_index: metadata kept in the saved config, used by
             ``predict``, ``danet eval`` and ``danet export``.
@@ -127,6 +139,7 @@ class DANet(
         pam_reduction: int = 8,
         pam_scale: PamScale = "none",
         multi_grid: list[int] | None = None,
+        decoder: Decoder = "none",
         align_corners: bool = False,
         class_names: list[str] | None = None,
         palette: list[list[int]] | None = None,
@@ -161,15 +174,26 @@ class DANet(
             pretrained = imagenet_weights(backbone)
         if not isinstance(align_corners, bool):
             raise ValueError(f"align_corners={align_corners!r} must be true or false")
+        check_choice("decoder", decoder, DECODERS)
         self.backbone = create_features(
-            backbone, output_stride, pretrained=pretrained is True, multi_grid=multi_grid
+            backbone,
+            output_stride,
+            pretrained=pretrained is True,
+            multi_grid=multi_grid,
+            stride4=decoder == "stride4",
         )
         self.align_corners = align_corners
         if isinstance(pretrained, (str, Path)):
             load_backbone_weights(self.backbone, backbone, pretrained)
-        c3, c4 = self.backbone.feature_info.channels()
+        *low, c3, c4 = self.backbone.feature_info.channels()
         self.head = DAHead(
-            c4, num_classes, attention, cam_variant, pam_reduction, pam_scale=pam_scale
+            c4,
+            num_classes,
+            attention,
+            cam_variant,
+            pam_reduction,
+            pam_scale=pam_scale,
+            low_channels=low[0] if low else None,
         )
         self.aux = FCNHead(c3, num_classes) if aux_head else None
         data_cfg = timm.data.resolve_data_config({}, model=self.backbone)
@@ -199,8 +223,8 @@ class DANet(
         ``heads`` (``("out",)`` for inference) limits the dict, and the upsampling, to those
         names; all heads by default.
         """
-        c3, c4 = self.backbone(x)
-        logits = self.head(c4)
+        *low, c3, c4 = self.backbone(x)
+        logits = self.head(c4, low[0] if low else None)
         if self.aux is not None and (heads is None or "aux" in heads):
             logits["aux"] = self.aux(c3)
         size = x.shape[-2:]

@@ -6,20 +6,9 @@ import torch
 from torch import nn
 
 from danet.model.attention import ChannelAttention, PositionAttention
+from danet.model.conv_bn_relu import ConvBNReLU
+from danet.model.decoder import Stride4Decoder
 from danet.options import ATTENTIONS, Attention, CamVariant, PamScale, check_choice
-
-
-class ConvBNReLU(nn.Sequential):
-    """3x3 convolution, batch norm, ReLU."""
-
-    def __init__(
-        self, in_channels: int, out_channels: int, norm_layer: type[nn.Module] = nn.BatchNorm2d
-    ) -> None:
-        super().__init__(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-            norm_layer(out_channels),
-            nn.ReLU(inplace=True),
-        )
 
 
 class Classifier(nn.Sequential):
@@ -66,6 +55,7 @@ class DAHead(nn.Module):
         pam_reduction: int = 8,
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
         pam_scale: PamScale = "none",
+        low_channels: int | None = None,
     ) -> None:
         super().__init__()
         check_choice("attention", attention, ATTENTIONS)
@@ -93,10 +83,24 @@ class DAHead(nn.Module):
             }
         )
         self.classifier = Classifier(inter, num_classes)
+        # A departure (decoder="stride4"): the fused features meet the stride-4 backbone features
+        # before the classifier; the branches' own classifiers stay at the head's stride.
+        self.decoder = (
+            Stride4Decoder(inter, low_channels, norm_layer=norm_layer) if low_channels else None
+        )
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, low: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Logits of the fused branches (``"out"``) and of each branch alone.
+
+        ``low`` (the stride-4 backbone features) is needed when the head has a decoder.
+        """
         feats = {name: branch(x) for name, branch in self.branches.items()}
-        logits = {"out": self.classifier(sum(feats.values()))}
+        fused = sum(feats.values())
+        if self.decoder is not None:
+            if low is None:
+                raise ValueError("this head has a stride-4 decoder: pass the stride-4 features")
+            fused = self.decoder(fused, low)
+        logits = {"out": self.classifier(fused)}
         for name, classifier in self.classifiers.items():
             logits[name] = classifier(feats[name])
         return logits

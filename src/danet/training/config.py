@@ -21,6 +21,7 @@ from danet.options import (
     ATTENTIONS,
     CAM_VARIANTS,
     CLASS_WEIGHTINGS,
+    DECODERS,
     OUTPUT_STRIDES,
     PAM_SCALES,
     PIXEL_SAMPLERS,
@@ -29,6 +30,7 @@ from danet.options import (
     Attention,
     CamVariant,
     ClassWeighting,
+    Decoder,
     PamScale,
     PixelSampler,
     Precision,
@@ -60,6 +62,7 @@ class TrainConfig:
     pam_reduction: int = 8
     pam_scale: PamScale = "none"  # "learned": softmax(s Q^T K) with a learnable s (a departure)
     aux_head: bool = False
+    decoder: Decoder = "none"  # "stride4": a light decoder with stride-4 features (a departure)
     input_size: list[int] | None = None  # the model's native (H, W) for eval, predict, export
     # data
     crop_size: list[int] = field(default_factory=lambda: [512, 512])
@@ -290,6 +293,7 @@ CHECKS: dict[str, tuple[Callable[[Any], Any], str, Callable[[Any], bool] | None]
         f"one of {', '.join(CLASS_WEIGHTINGS)}",
         lambda v: v in CLASS_WEIGHTINGS,
     ),
+    "decoder": (_str, _one_of(DECODERS), lambda v: v in DECODERS),
     "pixel_sampler": (_str, _one_of(PIXEL_SAMPLERS), lambda v: v in PIXEL_SAMPLERS),
     "ohem_threshold": (_float, "a number from 0 to 1", lambda v: 0 <= v <= 1),
     "ohem_min_kept": (_int, "an integer >= 0 (pixels per image)", _at_least(0)),

@@ -188,6 +188,7 @@ def build_model(cfg: TrainConfig, dataset: SegmentationDataset, pretrained: bool
         pam_scale=cfg.pam_scale,
         attention=cfg.attention,
         aux_head=cfg.aux_head,
+        decoder=cfg.decoder,
         input_size=cfg.input_size,
         **dataset.meta(),
     )

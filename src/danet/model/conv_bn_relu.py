@@ -1,0 +1,18 @@
+"""The 3x3 conv-BN-ReLU block of the head and the decoder."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class ConvBNReLU(nn.Sequential):
+    """3x3 convolution, batch norm, ReLU."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, norm_layer: type[nn.Module] = nn.BatchNorm2d
+    ) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            norm_layer(out_channels),
+            nn.ReLU(inplace=True),
+        )
