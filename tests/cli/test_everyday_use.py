@@ -208,8 +208,10 @@ def test_inspect_takes_the_run_dataset_and_prints_miou_in_percent(
     out = tmp_path / "inspect.json"
     assert main(["inspect", "--checkpoint", str(run), "--json", str(out), "--quiet"]) == 0
     result = json.loads(out.read_text(), parse_constant=_no_constants)
-    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("mIoU (%)"))
+    printed = capsys.readouterr().out.splitlines()
+    line = next(x for x in printed if x.startswith("mIoU (%)"))
     assert float(line.split()[2]) == pytest.approx(100 * result["miou"], abs=0.01)
+    assert printed[-1].startswith("verdict: ") and printed[-1] == result["verdict"]
     assert (result["dataset"], result["split"], result["images"]) == ("camvid", "val", 2)
 
 
