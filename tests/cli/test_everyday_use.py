@@ -322,7 +322,8 @@ def test_cam_figure_says_what_a_panel_shows_with_colour_bars(
     assert "uniform" in " ".join(t.get_text() for ax in pam.axes for t in ax.get_yticklabels())
     assert "each panel is one feature channel" in cam._suptitle.get_text()
     titles = [ax.get_title() for ax in cam.axes]
-    assert "channel 1 after channel attention" in titles
+    title = next(t for t in titles if t.startswith("channel 1 after channel attention"))
+    assert "\nbrightest on " in title and "of its top tenth)" in title
     assert sum(ax.get_label() == "<colorbar>" for ax in cam.axes) == 2
 
 

@@ -81,17 +81,19 @@ class ModelCard:
         return f"{what} (held out)"
 
     def on_split(self, split: str) -> str:
-        """A sentence on what a figure of this model on ``split`` means."""
+        """A sentence on whether ``split``'s images are held out for this model, with the
+        figure that is held out."""
+        data = f"{self.dataset} {split} images"
         if self.trained_on(split):
             held = [f for f in self.figures if self.held_out(f)]
             best = f"; the held-out figure: {self.figure_text(held[0])}" if held else ""
             return (
-                f"{self.name} trained on {self.splits_text}, so these {split} frames are training "
-                f"data and the figure is no estimate of accuracy{best}"
+                f"{self.name} trained on {self.splits_text}, so {data} are training data for "
+                f"it{best}"
             )
         own = [f for f in self.figures if f.of_this_model and f.split == split]
         whole = f"; on the whole split: {self.figure_text(own[0])}" if own else ""
-        return f"{self.name} trained on {self.splits_text}, so these {split} frames are held out{whole}"
+        return f"{self.name} trained on {self.splits_text}, so {data} are held out for it{whole}"
 
     @property
     def summary(self) -> str:
