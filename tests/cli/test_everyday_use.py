@@ -286,7 +286,9 @@ def test_demo_says_whether_its_frames_were_in_the_training_set(
     monkeypatch.setattr(danet.demo, "predict_paths", lambda *args, **kwargs: [])
     monkeypatch.setattr(danet.demo, "attention_figures", lambda *args, **kwargs: [])
     danet.demo.run_demo(tmp_path / "demo")
-    assert "which the bundled model did not train on" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "did not train on" not in said  # the bundled camvid trained on train+val
+    assert "camvid trained on CamVid train+val, so CamVid val images are training data" in said
     usage = Path(__file__).parents[2] / "docs" / "usage.md"
     assert "until that model ships" not in usage.read_text()
 
@@ -338,3 +340,19 @@ def test_legend_scales_with_the_image_and_outlines_a_black_swatch() -> None:
     panel = large[:, 2000:]
     rows, cols = np.nonzero((panel == OUTLINE).all(axis=2))
     assert len(rows) > 0 and rows.min() < 60  # the black swatch's outline, at the top
+
+
+def test_predict_says_in_one_line_that_alpha_was_dropped(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    rgba = np.full((48, 64, 4), 128, np.uint8)
+    rgba[:24, :, 3] = 0  # the top half transparent
+    Image.fromarray(rgba).save(tmp_path / "cutout.png")
+    argv = ["predict", str(tmp_path / "cutout.png"), "--checkpoint", str(checkpoint)]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "transparent" in line]
+    assert lines == [
+        f"danet: warning: {tmp_path / 'cutout.png'}: 50.0% of its pixels are transparent; alpha "
+        "is dropped, so they are segmented from the colour stored under them"
+    ]

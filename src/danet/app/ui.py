@@ -11,6 +11,7 @@ import logging
 import math
 import socket
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,7 @@ from danet.app.render import (
     prediction_picture,
     reach_html,
 )
-from danet.data.io import DataError
+from danet.data.io import DataError, DataWarning
 from danet.model.card import model_card
 
 logger = logging.getLogger(__name__)
@@ -222,11 +223,18 @@ def read_upload(
     if not path:
         return None, "No file came."
     try:
-        picture = load_picture(path, explorer.input_size, explorer.num_classes, None, max_pixels)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DataWarning)
+            picture = load_picture(
+                path, explorer.input_size, explorer.num_classes, None, max_pixels
+            )
     except DataError as err:
         why = str(err).split(": ", 1)[-1]  # the server's temporary path is no use to the user
         return None, f"**Upload refused**: {why}"
-    return picture, "Click a pixel."
+    notes = [
+        str(w.message).split(": ", 1)[-1] for w in caught if issubclass(w.category, DataWarning)
+    ]
+    return picture, "".join(f"Note: {html.escape(n)}. " for n in notes) + "Click a pixel."
 
 
 def _one_line(err: BaseException) -> str:
