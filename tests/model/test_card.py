@@ -57,8 +57,16 @@ def test_a_model_not_trained_on_val_calls_it_held_out() -> None:
     assert "held out" in card.on_split("val") and "training data" not in card.on_split("val")
 
 
-def test_no_card_for_what_is_not_a_bundled_model(tmp_path: Path) -> None:
+def test_no_card_for_what_is_not_a_bundled_model(
+    tmp_path: Path, small_model: danet.DANet, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert model_card(str(tmp_path)) is None
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "camvid").mkdir()  # a folder named so, without a model: the bundled one is used
+    assert model_card("camvid") is not None
+    danet.save_model(small_model, tmp_path / "camvid")  # a model of that name here hides it
+    assert danet.load("camvid").config["input_size"] == small_model.config["input_size"]
+    assert model_card("camvid") is None
     assert model_card("../camvid") is None
     assert model_card("no-such-model") is None
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from danet import assets
+from danet.model.checkpoint import resolve
 
 CARD_NAME = "card.json"
 MAX_CARD_BYTES = 1 << 20
@@ -163,5 +164,11 @@ def model_card(name: str) -> ModelCard | None:
     with a card (a run folder, a user's model)."""
     if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
         return None
-    path = assets.bundled_model_dir(name) / CARD_NAME
+    folder = assets.bundled_model_dir(name)
+    try:
+        if resolve(name) != folder:  # a model folder of that name in the working directory
+            return None
+    except FileNotFoundError:
+        return None
+    path = folder / CARD_NAME
     return read_card(path, name) if path.is_file() else None
