@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from danet.model.attention import ChannelAttention, PositionAttention
     from danet.model.checkpoint import bundled_models
     from danet.model.danet import DANet, load, save_model
+    from danet.model.dual_attention import DualAttention
     from danet.model.head import DAHead
     from danet.options import BACKBONES
     from danet.training.losses import DANetLoss
@@ -26,6 +27,7 @@ _EXPORTS = {
     "DAHead": "danet.model.head",
     "DANet": "danet.model.danet",
     "DANetLoss": "danet.training.losses",
+    "DualAttention": "danet.model.dual_attention",
     "PositionAttention": "danet.model.attention",
     "bundled_models": "danet.model.checkpoint",
     "load": "danet.model.danet",
@@ -39,6 +41,7 @@ __all__ = [
     "DAHead",
     "DANet",
     "DANetLoss",
+    "DualAttention",
     "PositionAttention",
     "bundled_models",
     "load",

@@ -14,12 +14,13 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
 from danet.assets import bundled_configs
 from danet.data import DATASETS
-from danet.data.io import MAX_PIXELS
+from danet.data.io import MAX_PIXELS, DataWarning
 from danet.options import (
     AFFINITY_TARGETS,
     ATTENTIONS,
@@ -667,8 +668,29 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """A ``DataWarning`` (about the user's input) as one line; other warnings as Python shows them."""
+    if issubclass(category, DataWarning):
+        print(f"danet: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
+    with warnings.catch_warnings():  # restores the warnings machinery on return
+        warnings.showwarning = _show_warning
+        return _main(argv)
+
+
+def _main(argv: list[str] | None = None) -> int:
     # OpenMP threads that spin while waiting slow a CPU run down many times as soon as another
     # process wants the same cores; waiting passively costs little. Set here, before torch
     # loads, because the process is ours (not on import).

@@ -256,3 +256,39 @@ class AttentionStats:
                 out["cam_entropy"] = s["cam_entropy"] / s["cam_rows"]
                 out["cam_term_ratio"] = s["cam_term"] / max(s["cam_feat"], 1e-12)
         return out
+
+
+SELF_LOOKUP_SELF_MASS = 0.02
+"""A healthy row puts less than this on the query itself (docs/attention_reach.md)."""
+SELF_LOOKUP_LOCAL_MASS = 0.2
+"""A healthy row puts less than this within the reach radius of the query."""
+UNIFORM_LIFT = 1.5
+"""Below this same-class lift the rows are near uniform: a global average pool."""
+
+
+def reach_verdict(figures: dict[str, float]) -> str:
+    """One line starting ``verdict:``: whether the PAM reaches across the image, has collapsed
+    onto the query, or is uniform, by the thresholds of docs/attention_reach.md (self mass under
+    :data:`SELF_LOOKUP_SELF_MASS` and local mass under :data:`SELF_LOOKUP_LOCAL_MASS`, else
+    collapsed; lift at least :data:`UNIFORM_LIFT`, else uniform)."""
+    needed = ("pam_self_mass", "pam_local_mass", "pam_lift")
+    if not all(key in figures for key in needed):
+        return "verdict: no position attention rows to judge (no PAM, or no labelled pixels)"
+    own, local, lift = (figures[key] for key in needed)
+    far = figures.get("pam_far_same_mass", math.nan)
+    ceiling = figures.get("pam_far_same_uniform", math.nan)
+    if own >= SELF_LOOKUP_SELF_MASS or local >= SELF_LOOKUP_LOCAL_MASS:
+        return (
+            f"verdict: the attention has collapsed onto the query (self mass {own:.3f}, local "
+            f"mass {local:.3f}; healthy: under {SELF_LOOKUP_SELF_MASS} and "
+            f"{SELF_LOOKUP_LOCAL_MASS}): it brings little context"
+        )
+    if lift < UNIFORM_LIFT:
+        return (
+            f"verdict: the attention is uniform (same-class lift {lift:.2f}, under "
+            f"{UNIFORM_LIFT}): it acts as a global average pool"
+        )
+    return (
+        f"verdict: the attention reaches across the image (far same-class mass {far:.3f} of a "
+        f"possible {ceiling:.3f}, local mass {local:.3f}, lift {lift:.2f})"
+    )

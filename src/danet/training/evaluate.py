@@ -11,7 +11,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from danet.analysis.diagnostics import REACH_RADIUS, AttentionInputs, AttentionStats
+from danet.analysis.diagnostics import (
+    REACH_RADIUS,
+    AttentionInputs,
+    AttentionStats,
+    reach_verdict,
+)
 from danet.data import SegmentationDataset, build_dataset
 from danet.data.transforms import normalize
 from danet.deploy.backend import open_model
@@ -236,7 +241,9 @@ def inspect_checkpoint(
         "input_size": model.config.get("input_size"),
         "reach_radius": reach_radius,
     }
+    result["verdict"] = reach_verdict(metrics["attention"])
     print(format_figures({**metrics["attention"], "mIoU (%)": 100 * metrics["miou"]}))
+    print(result["verdict"])
     if json_path:
         write_text(json_path, dumps(result))
     return result
