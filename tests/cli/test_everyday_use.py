@@ -190,10 +190,11 @@ def test_top_level_and_attention_help_read_cleanly(capsys: pytest.CaptureFixture
 
 def test_train_help_shows_the_recipe_of_its_config(capsys: pytest.CaptureFixture) -> None:
     built_in = " ".join(_help(["train", "--help"], capsys).split())
-    assert "--cam-variant {paper,original} channel attention formula (default: paper)" in built_in
+    assert "--cam-variant {paper,original} channel attention formula: the paper's" in built_in
+    assert "(default: paper)" in built_in
     assert "recipe default" not in built_in and "--config camvid --help" in built_in
     options = _help(["train", "--config", "camvid", "--help"], capsys).split("\n  --")
-    helps = {o.split()[0]: " ".join(o.split()) for o in options}
+    helps = {o.split()[0]: " ".join(o.split("\n\n")[0].split()) for o in options}
     for flag, value in [("cam-variant", "original"), ("affinity-target", "uniform"),
                         ("crop-size", "[256, 320]"), ("workers", "1")]:  # fmt: skip
         assert helps[flag].endswith(f"; --config camvid: {value})"), helps[flag]

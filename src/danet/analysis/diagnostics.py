@@ -25,7 +25,6 @@ is not changed), summed over a split:
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -33,6 +32,9 @@ from torch import nn
 
 from danet.data.labels import downsample_labels
 from danet.model.attention import ChannelAttention, PositionAttention
+from danet.model.attention_inputs import AttentionInputs, attention_modules
+
+__all__ = ["AttentionInputs", "AttentionStats", "attention_modules", "reach", "row_reach"]
 
 ROWS_PER_BLOCK = 1024
 """Query rows of the PAM matrix built at a time: memory is O(ROWS_PER_BLOCK * N), never N x N."""
@@ -110,53 +112,6 @@ def row_reach(
     """:func:`reach` of one (N,) softmax row of the query at flat index ``query``, as floats."""
     figures = reach(row[None], torch.tensor([query], device=row.device), size, labels, radius)
     return {key: value.item() for key, value in figures.items()}
-
-
-def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """The model's ``{"pam": PositionAttention, "cam": ChannelAttention}`` (those it has)."""
-    found: dict[str, nn.Module] = {}
-    for module in model.modules():
-        if isinstance(module, PositionAttention):
-            found.setdefault("pam", module)
-        elif isinstance(module, ChannelAttention):
-            found.setdefault("cam", module)
-    return found
-
-
-class AttentionInputs:
-    """Forward hooks that keep the first input each attention module sees until :meth:`pop`.
-
-    Use as a context manager; ``detach=False`` keeps the autograd graph (for a loss).
-    """
-
-    def __init__(
-        self, model: nn.Module, detach: bool = True, names: tuple[str, ...] = ("pam", "cam")
-    ) -> None:
-        self.modules = {n: m for n, m in attention_modules(model).items() if n in names}
-        self.detach = detach
-        self.inputs: dict[str, torch.Tensor] = {}
-        self._handles: list[Any] = []
-
-    def _hook(self, name: str) -> Any:
-        def keep(_module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: Any) -> None:
-            if name not in self.inputs:
-                self.inputs[name] = inputs[0].detach() if self.detach else inputs[0]
-
-        return keep
-
-    def __enter__(self) -> AttentionInputs:
-        self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self.modules.items()]
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-
-    def pop(self) -> dict[str, torch.Tensor]:
-        """The inputs caught since the last call (module name -> (B, C, h, w))."""
-        inputs, self.inputs = self.inputs, {}
-        return inputs
 
 
 class AttentionStats:
