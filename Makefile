@@ -35,6 +35,7 @@ $(LOWEST_VENV)/.installed: pyproject.toml $(LOWEST)
 lint: install
 	$(VENV)/bin/ruff check $(SRC)
 	$(VENV)/bin/ruff format --check $(SRC)
+	$(VENV)/bin/mypy  # the modules that pyproject.toml's [tool.mypy] lists
 
 format: install
 	$(VENV)/bin/ruff check --fix $(SRC)

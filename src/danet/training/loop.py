@@ -157,7 +157,8 @@ class StepBatchSampler(Sampler):
         return self.total - self.start
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        perm, perm_epoch = None, -1
+        perm: list[int] = []
+        perm_epoch = -1
         global_batch = self.batch_size * self.world
         for step in range(self.start, self.total):
             epoch, pos = divmod(step, self.steps_per_epoch)
@@ -418,7 +419,8 @@ def _loader(
 ) -> DataLoader:  # fmt: skip
     transform = train_transform(cfg.crop_size, cfg.scale_range, cfg.base_size, cfg.color_jitter)
     return DataLoader(
-        Augmented(dataset, transform, model.mean, model.std),
+        # a SegmentationDataset is a map-style dataset (len and getitem), not a torch Dataset
+        Augmented(dataset, transform, model.mean, model.std),  # type: ignore[arg-type]
         batch_sampler=sampler,
         num_workers=cfg.workers,
         pin_memory=device.type == "cuda",
@@ -443,7 +445,7 @@ def build_run(
     model = build_model(cfg, dataset, pretrained=state is None and cfg.init_weights is None)
     if state is None and cfg.init_weights is not None:
         init_from(model, cfg.init_weights)
-    model = model.to(device, memory_format=memory_format)
+    model = model.to(device).to(memory_format=memory_format)
     optimizer = torch.optim.SGD(
         _param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
