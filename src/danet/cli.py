@@ -156,7 +156,7 @@ def _shown(value: Any) -> str:
     """A recipe value as ``danet train --help`` shows it (loss weights as NAME=W words)."""
     if isinstance(value, dict):
         return " ".join(f"{k}={v}" for k, v in value.items())
-    return "none" if value is None else str(value)
+    return "none" if value is None else str(value) if value != "" else "''"
 
 
 def _recipe_flag(p: argparse._ActionsContainer, spec: Any, note: str) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from danet.assets import resolve_config
+from danet.data import DATASETS
 from danet.options import (
     BACKBONES,
     AffinityTarget,
@@ -85,6 +86,7 @@ def option(
     min_side: int | None = None,
     ordered_pair: bool = False,
     what: str | None = None,
+    choices: tuple[str, ...] | None = None,
     paper: Any = dataclasses.MISSING,
     group: str | None = None,
 ) -> Any:
@@ -93,7 +95,8 @@ def option(
     ``low``/``high`` bound a number (or each number of a list) inclusively, ``above`` exclusively;
     ``min_side`` makes a ``list[int]`` field an image size (N or H,W, at most
     :data:`MAX_SIZE_PIXELS` pixels); ``ordered_pair`` asks for two numbers, low <= high; ``what``
-    says what a free-text field holds; ``paper`` is the paper's value where this field is one of
+    says what a free-text field holds; ``choices`` lists a text field's values where no
+    ``Literal`` can (a registry's keys); ``paper`` is the paper's value where this field is one of
     the recipe's named departures; ``group`` starts a section of ``danet train --help``.
     """
     meta = {
@@ -104,6 +107,7 @@ def option(
         "min_side": min_side,
         "ordered_pair": ordered_pair,
         "what": what,
+        "choices": choices,
         "paper": paper,
         "group": group,
     }
@@ -116,7 +120,7 @@ def option(
 class TrainConfig:
     """Everything a training run needs; saved in every checkpoint so that a run can resume."""
 
-    dataset: str = option("camvid", "dataset layout", what="a dataset name", group="data")
+    dataset: str = option("camvid", "dataset layout", choices=tuple(sorted(DATASETS)), group="data")
     data_root: str = option("", "the dataset's folder", what="a folder")
     train_split: str = option("train", "training split", what="a split name")
     val_split: str | None = option("val", "validation split; '' to skip validation",
@@ -339,7 +343,7 @@ def specs() -> dict[str, FieldSpec]:
         if type(None) in get_args(kind) and get_origin(kind) is not Literal:
             nullable = True
             kind = next(a for a in get_args(kind) if a is not type(None))
-        choices = get_args(kind) if get_origin(kind) is Literal else None
+        choices = get_args(kind) if get_origin(kind) is Literal else f.metadata["choices"]
         if choices is not None:
             base = "int" if isinstance(choices[0], int) else "str"
         elif get_origin(kind) is list:
