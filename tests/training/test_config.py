@@ -63,4 +63,5 @@ def test_departures_from_the_paper_are_named() -> None:
     assert TrainConfig().departures() == {}
     camvid = TrainConfig.from_file("camvid").departures()
     assert camvid["cam_variant"] == "original" and camvid["affinity_weight"] == 1.0
+    assert camvid["affinity_target"] == "uniform"
     assert camvid["grad_clip_norm"] == 10.0

@@ -57,7 +57,9 @@ def test_a_large_or_binary_file_is_one_line_naming_it(tmp_path: Path) -> None:
 def test_a_fifo_or_device_is_refused_not_read(tmp_path: Path) -> None:
     fifo = tmp_path / "recipe.yaml"
     os.mkfifo(fifo)
-    reader = threading.Thread(target=lambda: pytest.raises(ValueError, read_yaml, fifo))
+    reader = threading.Thread(
+        target=lambda: pytest.raises(ValueError, read_yaml, fifo), daemon=True
+    )
     reader.start()
     reader.join(timeout=10)
     assert not reader.is_alive(), "reading a FIFO blocked"

@@ -264,8 +264,9 @@ class TrainConfig:
         for name, value in paper.items():
             ours = getattr(self, name)
             if name == "loss_weights":
-                if ours.get("affinity", 0.0) != 0.0:
+                if ours.get("affinity", 0.0) != 0.0:  # the affinity loss, with its target
                     found["affinity_weight"] = ours["affinity"]
+                    found["affinity_target"] = self.affinity_target
             elif ours != value:
                 found[name] = ours
         return found
