@@ -56,14 +56,11 @@ def train_peer(cfg: TrainConfig, args: argparse.Namespace) -> torch.nn.Module:
     groups = [
         {"params": list(model.encoder.parameters()), "lr_mult": 1.0},
         {
-            "params": list(model.decoder.parameters())
-            + list(model.segmentation_head.parameters()),
+            "params": list(model.decoder.parameters()) + list(model.segmentation_head.parameters()),
             "lr_mult": cfg.head_lr_mult,
         },
     ]
-    opt = torch.optim.SGD(
-        groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
+    opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     state_path = args.out / "peer.pt"
     start = 0
     if state_path.exists():
