@@ -43,6 +43,7 @@ from danet.utils.textfile import read_yaml
 # The weights of the loss terms, by output name. The paper weighs out, pam and cam equally;
 # mmsegmentation's auxiliary FCN head gets 0.4. "affinity" (off in the paper) supervises PAM's
 # rows with the labels: -log(attention mass on same-class keys).
+LOSS_TERMS = frozenset({"out", "pam", "cam", "aux", "affinity", "distill"})
 DEFAULT_LOSS_WEIGHTS = {"out": 1.0, "pam": 1.0, "cam": 1.0, "aux": 0.4}
 
 
@@ -190,8 +191,16 @@ class TrainConfig:
     reach_radius: int = option(3, "the 'local' radius (feature pixels) of the validation's PAM "
                                "reach figures", low=0)  # fmt: skip
     loss_weights: dict[str, float] = option(DEFAULT_LOSS_WEIGHTS, "weights of the loss terms as "
-                                            "NAME=W (out, pam, cam, aux, affinity); they "
+                                            "NAME=W (out, pam, cam, aux, affinity, "
+                                            "distill); they "
                                             "update the defaults", low=0)  # fmt: skip
+    teacher: str | None = option(None, "distil from this model (a bundled name or a model "
+                                 "folder): its class probabilities at distill_temperature "
+                                 "become a 'distill' loss term (weight distill in loss_weights, "
+                                 "1 by default)", what="a model's name or folder",
+                                 paper=None)  # fmt: skip
+    distill_temperature: float = option(1.0, "softmax temperature of the distillation",
+                                        above=0)  # fmt: skip
     seed: int = option(0, "random seed", low=0, high=MAX_SEED, group="run")
     device: str = option("auto", "'auto' (cuda when available, else cpu), 'cpu', 'cuda' or "
                          "'cuda:N'", what="auto, cpu, cuda or cuda:N")  # fmt: skip
@@ -207,9 +216,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             setattr(self, f.name, _check(f.name, getattr(self, f.name)))
-        if self.loss_weights.keys() - {"out", "pam", "cam", "aux", "affinity"}:
-            unknown = sorted(self.loss_weights.keys() - {"out", "pam", "cam", "aux", "affinity"})
-            known = "known: out, pam, cam, aux, affinity"
+        if self.loss_weights.keys() - LOSS_TERMS:
+            unknown = sorted(self.loss_weights.keys() - LOSS_TERMS)
+            known = "known: " + ", ".join(sorted(LOSS_TERMS))
             raise RecipeError("{0} names " + _escape(f"unknown terms {unknown}; {known}"),
                               "loss_weights")  # fmt: skip
 

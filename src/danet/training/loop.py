@@ -270,6 +270,7 @@ class Run:
     main: bool
     pam: PamQueriesKeys | None  # the PAM's queries and keys, for the affinity loss
     quiet: bool
+    teacher: nn.Module | None = None  # the frozen model distilled from (cfg.teacher)
     bar: Any = None
 
     @property
@@ -398,7 +399,22 @@ def _criterion(cfg: TrainConfig, dataset: SegmentationDataset, device: torch.dev
         pixel_sampler=cfg.pixel_sampler,
         ohem_threshold=cfg.ohem_threshold,
         ohem_min_kept=cfg.ohem_min_kept,
+        distill_temperature=cfg.distill_temperature,
     ).to(device)
+
+
+def build_teacher(source: str, model: DANet, device: torch.device) -> nn.Module:
+    """The frozen model to distil from (what :func:`danet.load` reads), in eval mode on
+    ``device``; its classes must be the student's."""
+    teacher = load(source, map_location=device)
+    if teacher.num_classes != model.num_classes:
+        raise ValueError(
+            f"teacher={source!r} predicts {teacher.num_classes} classes, the recipe's model "
+            f"{model.num_classes}"
+        )
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher.eval()
 
 
 def _distributed(model: DANet, cfg: TrainConfig, world: int, device: torch.device) -> nn.Module:
@@ -485,6 +501,7 @@ def build_run(
         main=main,
         pam=pam if pam is not None and pam.pam is not None else None,
         quiet=quiet,
+        teacher=build_teacher(cfg.teacher, model, device) if cfg.teacher else None,
     )
 
 
@@ -527,7 +544,11 @@ def train_step(
     ):
         logits = run.net(images)
         pam_qk = run.pam.pop() if run.pam is not None else None
-    loss, parts = run.criterion(logits, targets, pam_qk, cfg.affinity_queries)
+        teacher_logits = None
+        if run.teacher is not None:
+            with torch.no_grad():
+                teacher_logits = run.teacher(images, heads=("out",))["out"]
+    loss, parts = run.criterion(logits, targets, pam_qk, cfg.affinity_queries, teacher_logits)
     if not torch.isfinite(loss):
         raise TrainingDiverged(
             f"loss is {loss.item()} at step {step + 1}; stopped, and the last good checkpoint "
