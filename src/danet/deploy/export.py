@@ -144,7 +144,7 @@ def export_onnx(
                 output_names=names,
                 opset_version=opset,
                 dynamic_axes=dynamic_axes,
-                custom_opsets={DOMAIN: 1} if dynamic else None,  # the Scan's placeholder
+                custom_opsets={DOMAIN: 1} if dynamic and impls else None,  # the Scan placeholder
                 dynamo=False,
             )
         proto = onnx.load(tmp)
