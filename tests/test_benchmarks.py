@@ -83,3 +83,11 @@ def test_stages_quick_splits_eager_and_int8_time_into_parts() -> None:
     assert parts["backbone blocks.6"][1] == "1/8, 320 ch"  # the bundled model is at stride 8
     assert parts["**whole**"][3] == parts["**whole**"][5] == "100%"
     assert parts["upsample pam logits (eager only)"][4] == "-"  # the export prunes side heads
+
+
+def test_onnx_attention_memory_quick_measures_each_form() -> None:
+    header, *rows = quick("onnx_attention_memory.py")
+    assert header[:5] == ["input", "N", "PyTorch peak", "naive graph peak", "Scan graph peak"]
+    assert [row[:2] for row in rows] == [["64x64", "64"], ["64x128", "128"]]
+    for row in rows:
+        assert all(cell.endswith(" MiB") and float(cell[:-4]) > 0 for cell in row[2:5]), row

@@ -67,6 +67,25 @@ def test_dynamic_batch_and_size(checkpoint: Path, tmp_path: Path) -> None:
     dims = [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", "", "height", "width"]
     assert [o.name for o in graph.output] == ["out", "pam", "cam"]
+    ops = [node.op_type for node in graph.node]
+    assert ops.count("Scan") == 1 and ops.count("Softmax") == 1  # PAM's blocks; CAM's C x C
+    meta = {p.key: json.loads(p.value) for p in onnx.load(str(path)).metadata_props}
+    assert meta["position_attention"] == "query-block scan"
+
+
+def test_bundled_dynamic_graph_agrees_off_the_training_size(tmp_path: Path) -> None:
+    """The trained model at sizes it was not trained at (360x480): one graph, PyTorch's labels."""
+    model = danet.load("camvid")
+    path = export_onnx(model, tmp_path / "dynamic.onnx", dynamic=True)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    image = normalize(read_image(default_calibration(model)[0]), model.mean, model.std)[None]
+    for size in [(300, 700), (200, 264)]:  # N = 38 x 88 = 3344 (14 blocks), 25 x 33 = 825
+        x = F.interpolate(image, size, mode="bilinear", align_corners=False)
+        with torch.no_grad():
+            expected = model(x)["out"].argmax(1).numpy()
+        got = session.run(None, {"input": x.numpy()})[0].argmax(1)
+        assert got.shape == (1, *size)
+        assert (got == expected).mean() >= 0.999
 
 
 def _largest_softmax(path: Path) -> int:

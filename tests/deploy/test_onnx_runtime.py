@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import live_attention
+from conftest import assert_one_line, live_attention
 from PIL import Image
 
 import danet
@@ -104,3 +104,27 @@ def test_eval_cli_onnxruntime_matches_torch(
         results.append(json.loads(out.read_text()))
     assert results[1]["backend"] == "onnxruntime"
     assert abs(results[0]["miou"] - results[1]["miou"]) < 1e-3
+
+
+def test_budget_refuses_an_older_dynamic_file_whose_attention_would_not_fit(
+    checkpoint: Path, tmp_path: Path, cli
+) -> None:
+    scan = export_onnx(checkpoint, tmp_path / "scan.onnx", dynamic=True)
+    proto = onnx.load(str(scan))  # as written before the Scan form: naive, without the key
+    kept = [p for p in proto.metadata_props if p.key != "position_attention"]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    naive = tmp_path / "naive.onnx"
+    onnx.save(proto, str(naive))
+    assert OnnxModel(scan).attention_form == "linear"
+    assert OnnxModel(naive).attention_form == "naive"
+    image = tmp_path / "wide.png"  # runs at 64x512: N = 8 x 64 = 512 positions, 2 MiB naive
+    Image.fromarray(np.zeros((64, 512, 3), np.uint8)).save(image)
+    argv = ["predict", str(image), "--backend", "onnxruntime", "--max-pixels", "40000"]
+    code, _, err = cli([*argv, "--checkpoint", str(naive), "--out", str(tmp_path / "naive")])
+    assert code == 2
+    assert_one_line(err, "wide.png", "naive form", "N = 512", "--max-pixels")
+    assert not (tmp_path / "naive" / "wide_label.png").exists()
+    code, _, err = cli([*argv, "--checkpoint", str(scan), "--out", str(tmp_path / "scan")])
+    assert code == 0, err
+    assert (tmp_path / "scan" / "wide_label.png").is_file()

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from danet import __version__
-from danet.deploy.export import export_onnx
+from danet.deploy.export import GRAPH_VERSION, export_onnx
 from danet.deploy.onnx_runtime import OnnxModel
 from danet.model.checkpoint import CONFIG_NAME, TRAIN_STATE_NAME, WEIGHTS_NAME, resolve
 from danet.model.danet import load
@@ -56,7 +56,13 @@ def open_model(
         if int8:
             raise ValueError(f"{checkpoint}: already exported; pass the int8 file without --int8")
         return OnnxModel(checkpoint)
-    options = {"int8": int8, "dynamic": True, "calibration": _describe_files(calibration)}
+    calibration_files = _describe_files(calibration)  # with GRAPH_VERSION: a new graph, a new key
+    options = {
+        "int8": int8,
+        "dynamic": True,
+        "calibration": calibration_files,
+        "graph": GRAPH_VERSION,
+    }
     cached = cache_dir() / f"{checkpoint_key(checkpoint, options)}.onnx"
     if not cached.is_file():
         try:

@@ -6,10 +6,12 @@ then, with ``all_heads``, the other heads' logits (``"pam"``, ``"cam"``, ...).
 
 At a fixed size (the default) the position attention is written out as a fixed sequence of query
 blocks (:func:`danet.model.efficient_attention.unrolled_attention`) wherever its N x N matrix
-would pass :data:`~danet.model.efficient_attention.BLOCK_BYTES`; with ``dynamic`` axes it is the naive form, whose
-memory grows with N squared. The file carries what a deployment needs besides the weights, as
-``metadata_props`` (JSON strings): ``class_names``, ``palette``, ``mean``, ``std``,
-``input_size`` and the model's ``config``.
+would pass :data:`~danet.model.efficient_attention.BLOCK_BYTES`; with ``dynamic`` axes it is a
+``Scan`` over query blocks whose number follows the input size
+(:mod:`danet.model.onnx_attention`). Either way its memory is linear in N. The file carries what
+a deployment needs besides the weights, as ``metadata_props`` (JSON strings): ``class_names``,
+``palette``, ``mean``, ``std``, ``input_size``, the model's ``config`` and
+``position_attention``.
 """
 
 from __future__ import annotations
@@ -28,9 +30,13 @@ from danet.data.classes import class_names_or_default, palette_or_default
 from danet.deploy.quantize import calibration_size, default_calibration, quantize_int8
 from danet.model.attention import PositionAttention
 from danet.model.danet import DANet, load
+from danet.model.onnx_attention import DOMAIN, expand_query_blocks
 from danet.utils.atomic import atomic_write, remove_stale_temp_files
 
 DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
+GRAPH_VERSION = 2
+"""Bumped when the exported graph changes for the same model and options (2: a ``Scan`` over query
+blocks in ``--dynamic`` graphs), so that the onnxruntime backend's cache exports again."""
 
 
 class _Outputs(nn.Module):
@@ -45,10 +51,13 @@ class _Outputs(nn.Module):
         return tuple(logits[name] for name in self.names)
 
 
-def model_metadata(model: DANet, height: int, width: int) -> dict[str, str]:
-    """The ``metadata_props`` of an exported file: class names, palette, mean/std, input size."""
+def model_metadata(model: DANet, height: int, width: int, dynamic: bool = False) -> dict[str, str]:
+    """The ``metadata_props`` of an exported file: class names, palette, mean/std, input size,
+    and how the position attention is written (``position_attention``: ``"query-block scan"``
+    with ``dynamic`` axes, ``"fixed"`` at a fixed size)."""
     n = model.num_classes
     return {
+        "position_attention": json.dumps("query-block scan" if dynamic else "fixed"),
         "class_names": json.dumps(class_names_or_default(model.config.get("class_names"), n)),
         "palette": json.dumps(palette_or_default(model.config.get("palette"), n)),
         "mean": json.dumps(list(model.mean)),
@@ -114,8 +123,8 @@ def export_onnx(
     for module in model.modules():
         if isinstance(module, PositionAttention):
             impls[module] = module.impl
-            # blocks are unrolled at the example's size: a dynamic graph needs the naive form
-            module.impl = "naive" if dynamic else "auto"
+            # unrolled blocks are fixed at the example's size: a dynamic graph Scans over them
+            module.impl = "blocked" if dynamic else "auto"
     device = next(model.parameters()).device
     with torch.no_grad():  # "out" first; a small run names them
         heads = list(model(torch.randn(1, 3, 64, 64, device=device)))
@@ -128,16 +137,20 @@ def export_onnx(
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False: deliberate
             torch.onnx.export(
-                _Outputs(model, names),
+                _Outputs(model, names).eval(),  # export restores its mode: a new module trains
                 (x,),
                 tmp,
                 input_names=["input"],
                 output_names=names,
                 opset_version=opset,
                 dynamic_axes=dynamic_axes,
+                custom_opsets={DOMAIN: 1} if dynamic and impls else None,  # the Scan placeholder
                 dynamo=False,
             )
-        set_metadata(tmp, model_metadata(model, height, width))
+        proto = onnx.load(tmp)
+        expand_query_blocks(proto)
+        onnx.helper.set_model_props(proto, model_metadata(model, height, width, dynamic))
+        onnx.save(proto, tmp)
         onnx.checker.check_model(tmp, full_check=True)
 
     onnx_path = Path(onnx_path)

@@ -52,6 +52,7 @@ class OnnxModel(nn.Module):
         except Exception as err:  # onnxruntime raises its own exception types
             raise ValueError(f"{self.path}: onnxruntime cannot load it ({err})") from None
         self.mean, self.std, self.config = read_metadata(self.session, str(self.path))
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         graph_input = self.session.get_inputs()[0]
         self.input_name, self.input_shape = graph_input.name, list(graph_input.shape)
 
@@ -69,6 +70,18 @@ class OnnxModel(nn.Module):
     def fixed_size(self) -> bool:
         """Whether the file takes only its ``input_size`` (exported without ``--dynamic``)."""
         return all(isinstance(n, int) for n in self.input_shape[2:])
+
+    @property
+    def attention_form(self) -> str:
+        """How the graph's position attention grows with the N positions of the feature map:
+        ``"linear"`` (query blocks: a fixed-size file, or a ``--dynamic`` one that says so in its
+        ``position_attention`` metadata), or ``"naive"`` (N x N: ``--dynamic`` files written
+        before the ``Scan`` form). The pixel budget checks the naive form's memory
+        (:func:`danet.model.segment.check_run_size`)."""
+        has_pam = self.config.get("attention", "both") in ("both", "pam")
+        if self.fixed_size or not has_pam or "position_attention" in self.metadata:
+            return "linear"
+        return "naive"
 
     def _check_size(self, x: torch.Tensor) -> None:
         for axis, (want, got) in enumerate(zip(self.input_shape[2:], x.shape[2:], strict=True)):

@@ -287,7 +287,9 @@ def predict_paths(
 
     def check(path: Path, image: np.ndarray) -> None:
         h, w = image.shape[:2]
-        check_run_size(h, w, input_size, resize, scales, sliding_window, max_pixels, str(path))
+        check_run_size(
+            h, w, input_size, resize, scales, sliding_window, max_pixels, str(path), model
+        )
 
     def run_pixels(image: np.ndarray) -> int:
         sizes = run_sizes(*image.shape[:2], input_size, resize, scales, sliding_window)

@@ -6,7 +6,7 @@ a 128x128 feature map, 16 GiB at 256x256. :class:`BlockedAttention` computes the
 of rows at a time and, like flash attention, keeps only the row log-sum-exp for the backward pass,
 so memory grows linearly in N. On CUDA, PyTorch's fused SDPA kernels do the same job when they
 accept the shapes. For ONNX export at a fixed size, :func:`unrolled_attention` writes the blocks
-out as plain ops.
+out as plain ops; for a graph of any size, :mod:`danet.model.onnx_attention` loops over them.
 """
 
 from __future__ import annotations
@@ -230,14 +230,21 @@ def position_attention(
     ``"blocked"`` never does (:func:`blocked_attention`, ``block_size`` rows at a time);
     ``"sdpa"`` uses PyTorch's fused CUDA kernels, falling back to ``"blocked"`` where they do not
     apply; ``"auto"`` picks naive on the CPU and when tracing if the N x N matrix is no larger
-    than one block (:data:`BLOCK_BYTES`), sdpa on CUDA, and blocked otherwise. When tracing
-    (ONNX export), every choice but ``"naive"`` becomes :func:`unrolled_attention`: custom
-    autograd Functions do not export.
+    than one block (:data:`BLOCK_BYTES`), sdpa on CUDA, and blocked otherwise. In
+    ``torch.onnx.export``, ``"blocked"`` becomes
+    :func:`danet.model.onnx_attention.query_block_attention`, which holds for any input size (a
+    ``Scan`` over query blocks). Otherwise, when tracing, every choice but ``"naive"`` becomes
+    :func:`unrolled_attention` (blocks fixed at the traced size) where the naive matrix would not
+    fit one block.
     """
     check_choice("impl", impl, PAM_IMPLS)
     if impl == "naive" or (impl == "auto" and _use_naive(q, k)):
         return naive_attention(q, k, v)
     if _exporting():
+        if impl == "blocked" and torch.onnx.is_in_onnx_export():  # any size: a Scan of blocks
+            from danet.model.onnx_attention import QUERY_BLOCK, query_block_attention
+
+            return query_block_attention(q, k, v, block_size or QUERY_BLOCK)
         return unrolled_attention(q, k, v, block_size)
     if impl in ("auto", "sdpa"):
         out = sdpa_attention(q, k, v)

@@ -35,6 +35,7 @@ from torch import nn
 
 from danet.data.io import MAX_PIXELS, DataError, array_to_rgb, read_image
 from danet.data.transforms import normalize
+from danet.model.onnx_attention import check_attention_budget
 from danet.options import RESIZE_MODES, ResizeMode, check_choice
 
 MAX_WINDOWS = 1024
@@ -88,10 +89,16 @@ def check_run_size(
     sliding_window: bool = False,
     max_pixels: int | None = None,
     origin: str = "image",
+    model: nn.Module | None = None,
 ) -> None:
     """Refuse, before anything is allocated, an image whose run size (:func:`run_sizes`) is over
-    the pixel budget: a thin 2x4000 image under ``keep-aspect`` runs at 360x720000."""
+    the pixel budget: a thin 2x4000 image under ``keep-aspect`` runs at 360x720000. With a
+    ``model`` whose position attention grows with N squared (an ``attention_form`` of ``"naive"``:
+    an ONNX file of an older ``--dynamic`` export), also refuse a run size whose attention would
+    pass the memory the budget allows the linear form
+    (:func:`danet.model.onnx_attention.check_attention_budget`)."""
     budget = MAX_PIXELS if max_pixels is None else max_pixels
+    form = getattr(model, "attention_form", "linear")
     for h, w in run_sizes(height, width, input_size, resize, scales, sliding_window):
         if h * w > budget:
             raise DataError(
@@ -99,6 +106,10 @@ def check_run_size(
                 f"under --resize {resize}, over the pixel budget of {budget} (--max-pixels "
                 "raises it; --resize squash runs at the input size)"
             )
+        if form != "linear" and model is not None:
+            window = input_size if sliding_window and input_size else (h, w)
+            stride = int(model.config.get("output_stride") or 8)
+            check_attention_budget(*window, stride, form, budget, origin)  # type: ignore[misc]
 
 
 SMALL_FACTOR = 4
@@ -171,10 +182,14 @@ def check_bounds(
     input_size: Sequence[int] | None,
     resize: ResizeMode,
     max_pixels: int | None = None,
+    model: nn.Module | None = None,
 ) -> list[tuple[int, int]]:
-    """Refuse an image whose run size is over the pixel budget (:func:`check_run_size`) or that
-    would take more than :data:`MAX_WINDOWS` sliding windows; return its run sizes."""
-    check_run_size(height, width, input_size, resize, scales, sliding_window, max_pixels)
+    """Refuse an image whose run size is over the pixel budget (:func:`check_run_size`, ``model``
+    as there) or that would take more than :data:`MAX_WINDOWS` sliding windows; return its run
+    sizes."""
+    check_run_size(
+        height, width, input_size, resize, scales, sliding_window, max_pixels, model=model
+    )
     sizes = run_sizes(height, width, input_size, resize, scales, sliding_window)
     if sliding_window and input_size is not None:
         windows = sum(count_windows(*size, input_size) for size in sizes) * (2 if flip else 1)
@@ -207,7 +222,7 @@ def predict_probs(
     ``danet.data.io.MAX_PIXELS``) is refused before it is allocated.
     """
     h, w = x.shape[-2:]
-    sizes = check_bounds(h, w, scales, flip, sliding_window, input_size, resize, max_pixels)
+    sizes = check_bounds(h, w, scales, flip, sliding_window, input_size, resize, max_pixels, model)
     total = x.new_zeros(())
     for size in sizes:
         xs = x if size == (h, w) else F.interpolate(x, size, mode="bilinear", align_corners=False)
@@ -336,7 +351,7 @@ def predict_labels(
     """
     device = device or _device(model)
     h, w = images[0].shape[:2]
-    check_bounds(h, w, scales, flip, sliding_window, input_size, resize, max_pixels)  # type: ignore[arg-type]
+    check_bounds(h, w, scales, flip, sliding_window, input_size, resize, max_pixels, model)  # type: ignore[arg-type]
     base = (h, w) if sliding_window else inference_size(h, w, input_size, resize)
     total = torch.zeros((), device=device)
     for scale in scales:
