@@ -9,15 +9,20 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from danet.version import __version__
+
 if TYPE_CHECKING:
     from danet.assets import samples_dir
+    from danet.deploy.onnx_runtime import OnnxModel
+    from danet.loading import load
     from danet.model.attention import ChannelAttention, PositionAttention
     from danet.model.checkpoint import bundled_models
-    from danet.model.danet import DANet, load, save_model
+    from danet.model.danet import DANet, save_model
     from danet.model.head import DAHead
     from danet.options import BACKBONES
     from danet.training.losses import DANetLoss
     from danet.training.metrics import ConfusionMatrix
+    from danet.utils.inference import InferenceSettings
 
 _EXPORTS = {
     "BACKBONES": "danet.options",
@@ -28,7 +33,9 @@ _EXPORTS = {
     "DANetLoss": "danet.training.losses",
     "PositionAttention": "danet.model.attention",
     "bundled_models": "danet.model.checkpoint",
-    "load": "danet.model.danet",
+    "InferenceSettings": "danet.utils.inference",
+    "OnnxModel": "danet.deploy.onnx_runtime",
+    "load": "danet.loading",
     "save_model": "danet.model.danet",
     "samples_dir": "danet.assets",
 }
@@ -39,13 +46,15 @@ __all__ = [
     "DAHead",
     "DANet",
     "DANetLoss",
+    "InferenceSettings",
+    "OnnxModel",
     "PositionAttention",
     "bundled_models",
     "load",
     "samples_dir",
     "save_model",
+    "__version__",
 ]
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:

@@ -14,7 +14,6 @@ from PIL import Image
 
 import danet
 from danet.cli import main
-from danet.deploy.backend import open_model
 from danet.deploy.export import export_onnx
 from danet.deploy.onnx_runtime import OnnxModel
 
@@ -61,14 +60,15 @@ def test_files_that_are_not_danet_exports(tmp_path: Path) -> None:
 
 
 def test_backend_choice_errors(checkpoint: Path, onnx_file: Path) -> None:
-    with pytest.raises(ValueError, match="--int8 needs --backend onnxruntime"):
-        open_model(checkpoint, "torch", int8=True)
-    with pytest.raises(ValueError, match="needs --backend onnxruntime"):
-        open_model(onnx_file, "torch")
+    with pytest.raises(ValueError, match="int8=True needs backend='onnxruntime'"):
+        danet.load(checkpoint, backend="torch", int8=True)
+    with pytest.raises(ValueError, match="needs backend='onnxruntime'"):
+        danet.load(onnx_file, backend="torch")
     with pytest.raises(ValueError, match="runs on the CPU"):
-        open_model(checkpoint, "onnxruntime", device="cuda")
+        danet.load(checkpoint, "cuda", backend="onnxruntime")
     with pytest.raises(ValueError, match="backend='tf'"):
-        open_model(checkpoint, "tf")
+        danet.load(checkpoint, backend="tf")
+    assert isinstance(danet.load(onnx_file), OnnxModel)  # an .onnx file picks onnxruntime
 
 
 def test_predict_cli_onnxruntime_matches_torch(checkpoint: Path, tmp_path: Path) -> None:
@@ -99,7 +99,8 @@ def test_eval_cli_onnxruntime_matches_torch(
     for backend, source in (("torch", checkpoint), ("onnxruntime", onnx_file)):
         out = tmp_path / f"{backend}.json"
         argv = ["eval", "--checkpoint", str(source), "--dataset", "camvid", "--data-root",
-                str(camvid_root), "--backend", backend, "--json", str(out)]  # fmt: skip
+                str(camvid_root), "--backend", backend, "--json", str(out),
+                "--resize", "squash"]  # fmt: skip
         assert main(argv) == 0
         results.append(json.loads(out.read_text()))
     assert results[1]["backend"] == "onnxruntime"
