@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +108,56 @@ def test_eval_cli_onnxruntime_matches_torch(
         results.append(json.loads(out.read_text()))
     assert results[1]["backend"] == "onnxruntime"
     assert abs(results[0]["miou"] - results[1]["miou"]) < 1e-3
+
+
+NO_TORCH = """
+import sys
+import numpy as np
+import danet
+from danet.cli import main
+
+onnx, image, out = sys.argv[1:4]
+assert main(["predict", image, "--checkpoint", onnx, "--out", out, "--quiet"]) == 0
+labels = danet.load(onnx).predict(np.zeros((40, 60, 3), np.uint8))
+assert labels.shape == (40, 60) and labels.dtype == np.uint8
+try:
+    main(["predict", image, "--checkpoint", onnx, "--scales", "0"])  # an argument error
+except SystemExit as err:
+    assert err.code == 2
+heavy = sorted({"torch", "timm", "torchvision"} & set(sys.modules))
+print("heavy:", heavy)
+tops = {m.split(".")[0] for m in sys.modules} - set(sys.stdlib_module_names) - {"danet"}
+print("imports:", " ".join(sorted(t for t in tops if not t.startswith("_"))))
+"""
+
+
+def test_onnx_predict_never_imports_torch(onnx_file: Path, tmp_path: Path) -> None:
+    """danet predict and danet.load(...).predict with an .onnx file, and an argument error, in a
+    fresh process: torch, timm and torchvision are never imported."""
+    image = tmp_path / "a.png"
+    Image.fromarray(np.full((50, 70, 3), 90, np.uint8)).save(image)
+    src = Path(danet.__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, str(onnx_file), str(image), str(tmp_path / "out")],
+        env={**os.environ, "PYTHONPATH": str(src)},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "heavy: []" in done.stdout, done.stdout
+    assert (tmp_path / "out" / "a_label.png").is_file()
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    if pyproject.is_file():  # the runtime extra lists every distribution that path imports
+        from importlib.metadata import packages_distributions
+
+        import tomllib
+        from packaging.requirements import Requirement
+        from packaging.utils import canonicalize_name
+
+        extra = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+        runtime = {canonicalize_name(Requirement(r).name) for r in extra["runtime"]}
+        owners = packages_distributions()
+        line = next(x for x in done.stdout.splitlines() if x.startswith("imports:"))
+        for module in line.split()[1:]:
+            names = {canonicalize_name(d) for d in owners.get(module, [])}
+            assert not names or names & runtime, f"{module} ({names}) is not in the runtime extra"

@@ -7,7 +7,6 @@ from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 from PIL import Image
@@ -76,6 +75,8 @@ def _encode(frames: Sequence[Path], path: str, fps: float) -> None:
     first = _rgb_png(frames[0])
     h, w = first.shape[:2]
     rate = Fraction(fps).limit_denominator(1001)
+    import av  # only --overlay-video writes with it: not loaded for images
+
     with av.open(path, "w", format="mp4", options={"movflags": "+faststart"}) as container:
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height = w + w % 2, h + h % 2

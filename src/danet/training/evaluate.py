@@ -16,7 +16,6 @@ from typing import Any
 from danet.data import SegmentationDataset, build_dataset
 from danet.options import REACH_RADIUS
 from danet.training.metrics import ConfusionMatrix
-from danet.training.runfolder import read_run_config
 from danet.utils.atomic import dumps, write_text
 from danet.utils.inference import InferenceSettings, label_images, model_input_size
 from danet.utils.progress import progress as progress_bar
@@ -117,6 +116,7 @@ def dataset_of_run(
     run: dict[str, Any] = {}
     if not str(checkpoint).lower().endswith(".onnx"):
         from danet.model.checkpoint import run_folder_of
+        from danet.training.runfolder import read_run_config
 
         run = read_run_config(run_folder_of(checkpoint))
     dataset_name = dataset or run.get("dataset")
