@@ -528,16 +528,20 @@ FLAGS = {
 
 
 def flag_names(message: str) -> str:
-    """A library message with its Python argument names said as flags (``resize='squash'`` as
-    ``--resize squash``, ``dataset is required`` as ``--dataset is required``)."""
+    """A library message with its Python argument names said as flags: ``resize='squash'`` as
+    ``--resize squash``, ``int8=True`` as ``--int8``, ``sliding_window`` as ``--sliding-window``,
+    ``dataset is required`` as ``--dataset is required``."""
     names = "|".join(FLAGS)
 
     def value(match: re.Match[str]) -> str:
-        return f"{FLAGS[match[1]]} {match[2].strip(chr(39))}"
+        given = match[2].strip("'")
+        return FLAGS[match[1]] if given == "True" else f"{FLAGS[match[1]]} {given}"
 
-    message = re.sub(rf"\b({names})=('[^']*'|[^\s,;:)]+)", value, message)
-    return re.sub(rf"(?<![-\w])({names})\b(?= is required| raises| needs)",
-                  lambda m: FLAGS[m[1]], message)  # fmt: skip
+    message = re.sub(rf"(?<![-\w])({names})=('[^']*'|[^\s,;:)]+)", value, message)
+    message = re.sub(rf"(?<![-\w])({names})(?= is required| raises| needs)",
+                     lambda m: FLAGS[m[1]], message)  # fmt: skip
+    joined = "|".join(name for name in FLAGS if "_" in name)  # never an ordinary word
+    return re.sub(rf"(?<![-\w])({joined})(?!\w)", lambda m: FLAGS[m[1]], message)
 
 
 def backend_of(args: argparse.Namespace) -> str:
@@ -584,6 +588,19 @@ def opened_model(args: argparse.Namespace) -> Iterator[Any]:
         cleanup()
 
 
+def torch_model(args: argparse.Namespace) -> Any:
+    """``--checkpoint`` opened in PyTorch on ``--device``, for the commands that need the
+    modules themselves (attention, inspect, export, explore)."""
+    from danet.loading import is_onnx, load
+
+    if is_onnx(args.checkpoint):
+        raise ValueError(
+            f"{args.checkpoint}: an .onnx file runs only in danet predict and danet eval (give "
+            "the PyTorch checkpoint)"
+        )
+    return load(args.checkpoint, map_location=args.device)
+
+
 def _json_out(args: argparse.Namespace) -> None:
     """Check ``--json`` writable first (before the evaluation is spent) and remove a killed
     run's temp files beside it."""
@@ -616,12 +633,11 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
     """``danet inspect``: the attention diagnostics (and mIoU) of a checkpoint on a split."""
-    from danet.loading import load
     from danet.training.evaluate import inspect_model
 
     _json_out(args)
     return inspect_model(
-        load(args.checkpoint, map_location=args.device),
+        torch_model(args),
         args.checkpoint,
         args.dataset,
         args.data_root,
@@ -657,11 +673,10 @@ def run_predict(args: argparse.Namespace) -> None:
 def run_attention(args: argparse.Namespace) -> None:
     """``danet attention``."""
     from danet.analysis.attention_maps import attention_figures, parse_points
-    from danet.loading import load
 
     points = parse_points(args.points)
     check_writable_dir(args.out)
-    model = load(args.checkpoint, map_location=args.device)
+    model = torch_model(args)
     written = attention_figures(model, args.image, points, args.out, args.channels)
     if not args.quiet:
         print("\n".join(str(path) for path in written))
@@ -670,7 +685,6 @@ def run_attention(args: argparse.Namespace) -> None:
 def run_export(args: argparse.Namespace) -> None:
     """``danet export``."""
     from danet.deploy.export import export_onnx
-    from danet.loading import load
 
     check_writable_file(args.onnx)
     height, width = args.input_size or (args.height, args.width)
@@ -680,7 +694,7 @@ def run_export(args: argparse.Namespace) -> None:
                 f"--input-size {args.input_size[0]},{args.input_size[1]} and {flag} {value} "
                 "disagree; give --input-size or --height/--width"
             )
-    model = load(args.checkpoint, map_location=args.device)
+    model = torch_model(args)
     path = export_onnx(
         model,
         args.onnx,
@@ -748,10 +762,10 @@ def run_explore(args: argparse.Namespace) -> None:
 
     require_gradio()
     from danet.app.ui import serve
-    from danet.loading import load
 
     names = [str(c) for c in (args.checkpoint, args.compare) if c]
-    serve({n: load(n, map_location=args.device) for n in names}, args.port, args.max_pixels)
+    models = {n: torch_model(argparse.Namespace(checkpoint=n, device=args.device)) for n in names}
+    serve(models, args.port, args.max_pixels)
 
 
 COMMANDS = {
