@@ -19,6 +19,7 @@ import danet
 from danet.cli import main
 from danet.deploy.export import export_onnx
 from danet.deploy.onnx_runtime import OnnxModel
+from danet.utils.inference import label_images
 
 
 @pytest.fixture
@@ -161,3 +162,48 @@ def test_onnx_predict_never_imports_torch(onnx_file: Path, tmp_path: Path) -> No
         for module in line.split()[1:]:
             names = {canonicalize_name(d) for d in owners.get(module, [])}
             assert not names or names & runtime, f"{module} ({names}) is not in the runtime extra"
+
+
+def test_int8_export_names_its_calibration_images(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    rng = np.random.default_rng(0)
+    images = []
+    for name in ("street.png", "square.png"):
+        Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(tmp_path / name)
+        images.append(str(tmp_path / name))
+    path = tmp_path / "int8.onnx"
+    argv = ["export", "--checkpoint", str(checkpoint), "--onnx", str(path), "--int8"]
+    assert main([*argv, "--calibration", *images]) == 0
+    out = capsys.readouterr().out
+    assert "int8: calibrated on 2 image(s): street.png, square.png" in out
+    assert "fixed size 64x96 (H x W): danet keeps other images' aspect ratio" in out
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(meta["calibration"]) == ["street.png", "square.png"]
+    assert OnnxModel(path).backend == "onnxruntime int8"
+
+
+def test_a_fixed_size_file_keeps_the_aspect_ratio(onnx_file: Path, checkpoint: Path) -> None:
+    """A 64x96 graph and a 16:9 image: the image is fitted inside (54x96) and padded, not
+    squashed, and the labels are cropped back; PyTorch run the same way gives the same labels."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
+    model = OnnxModel(onnx_file)
+    seen = []
+    run = model.array_logits
+    model.array_logits = lambda x: seen.append(x.copy()) or run(x)  # type: ignore[method-assign]
+    labels = model.predict(image)
+    assert labels.shape == (90, 160) and seen[0].shape == (1, 3, 64, 96)
+    assert not seen[0][..., 54:, :].any() and seen[0][..., :54, :].any()  # padded below
+
+    class FixedTorch:  # the PyTorch model behind the same fixed-size interface
+        fixed_size = True
+
+        def __init__(self, reference: danet.DANet) -> None:
+            self.mean, self.std, self.config = reference.mean, reference.std, reference.config
+            self.array_logits = reference.array_logits
+
+    reference = FixedTorch(danet.load(checkpoint))
+    settings = danet.InferenceSettings()
+    expected = label_images(reference, [image], settings)[0]
+    assert (labels == expected).mean() >= 0.99
