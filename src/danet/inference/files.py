@@ -255,40 +255,22 @@ def predict_paths(
     none can be read, the first one's ``DataError`` is raised). Returns the written paths. Under
     torch.distributed each rank segments every world-th image or frame.
     """
-    if isinstance(model, (str, Path)):
-        raise TypeError(
-            f"predict_paths takes a model, not {str(model)!r}: open it with danet.load() first"
-        )
+    runner = _runner(model, batch_size, legend, overlay_video)
     settings = settings or InferenceSettings()
     max_pixels = settings.max_pixels
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be at least 1")
-    check_choice("legend", legend, LEGENDS)
     rank, world = rank_world()
-    if overlay_video and world > 1:
-        raise ValueError("overlay_video needs one process: its frames would be split over ranks")
     files = collect_inputs(inputs, out)
-    if model.num_classes > 256:
-        raise ValueError(f"{model.num_classes} classes do not fit a uint8 label PNG")
-    palette = model_palette(model)
-    names = class_names(model)
     input_size = model_input_size(model, settings)
     fit = fixed_size(model) is not None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for folder in {(out / item.name).parent for item in files}:  # of killed runs
-        stale = (*(f"*_{kind}.png" for kind in OUTPUTS), "*_overlay.mp4")
-        remove_stale_temp_files(folder, stale)
+        remove_stale_temp_files(folder, (*(f"*_{kind}.png" for kind in OUTPUTS), "*_overlay.mp4"))
     total = sum(frame_count(item.path) if item.is_video else 1 for item in files)
     written: list[Path] = []
     skipped: list[DataError] = []
     overlays: dict[str, Path] = {}
     shard = len(range(rank, total, world))
-    runner = model
-    if not hasattr(model, "array_logits"):  # any module that maps a batch to {"out": logits}
-        from danet.model.segment import ArrayModel
-
-        runner = ArrayModel(model)
 
     def check(path: Path, image: np.ndarray) -> None:
         try:
@@ -312,39 +294,79 @@ def predict_paths(
                 message = small_image_warning(*image.shape[:2], input_size)
                 if message:
                     print(f"danet: warning: {name}: {message}", file=sys.stderr)
-                stem = out / name
-                stem.parent.mkdir(parents=True, exist_ok=True)
-                written.append(
-                    save_label_png(label, palette, stem.with_name(f"{stem.name}_{OUTPUTS[0]}.png"))
-                )
-                shown = classes_by_area(label, model.num_classes) if legend != "none" else []
-                # each picture is written and let go before the next: a photo's memory is a few
-                # copies of its pixels, not one per output
-                color = colorize(label, palette)
-                blended = overlay(image, color)
-                if legend in ("color", "both"):
-                    color = add_legend(color, shown, names, palette)
-                written.append(save_png(color, stem.with_name(f"{stem.name}_{OUTPUTS[1]}.png")))
-                del color
-                if legend in ("overlay", "both"):
-                    blended = add_legend(blended, shown, names, palette)
-                written.append(save_png(blended, stem.with_name(f"{stem.name}_{OUTPUTS[2]}.png")))
-                del blended
+                written += write_outputs(out / name, image, label, model, legend)
                 overlays[name] = written[-1]
             bar.update(len(batch))
     if overlay_video:
-        for item in files:
-            frames = [p for n, p in overlays.items() if n.rsplit("_", 1)[0] == str(item.name)]
-            if item.is_video and frames:
-                video = out / f"{item.name}_overlay.mp4"
-                written.append(write_overlay_video(frames, video, video_fps(item.path)))
-    if skipped and not written:  # nothing could be read: an error, as with --strict
+        written += _overlay_videos(files, overlays, out)
+    _report_skipped(skipped, written)
+    return written
+
+
+def _runner(model: Any, batch_size: int, legend: Legend, overlay_video: bool) -> Any:
+    """Check :func:`predict_paths`'s arguments; return ``model`` as the inference path runs it
+    (any module that maps a batch to ``{"out": logits}`` is wrapped)."""
+    if isinstance(model, (str, Path)):
+        raise TypeError(
+            f"predict_paths takes a model, not {str(model)!r}: open it with danet.load() first"
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be at least 1")
+    check_choice("legend", legend, LEGENDS)
+    if overlay_video and rank_world()[1] > 1:
+        raise ValueError("overlay_video needs one process: its frames would be split over ranks")
+    if model.num_classes > 256:
+        raise ValueError(f"{model.num_classes} classes do not fit a uint8 label PNG")
+    if hasattr(model, "array_logits"):
+        return model
+    from danet.model.segment import ArrayModel
+
+    return ArrayModel(model)
+
+
+def _report_skipped(skipped: Sequence[DataError], written: Sequence[Path]) -> None:
+    """Raise when no input could be read (as with ``strict``); else say how many were skipped."""
+    if skipped and not written:
         if len(skipped) == 1:
             raise skipped[0]
         raise DataError(f"none of the {len(skipped)} inputs could be read (warnings above)")
     if skipped:
         print(f"danet: warning: skipped {len(skipped)} unreadable file(s)", file=sys.stderr)
+
+
+def write_outputs(
+    stem: Path, image: np.ndarray, label: np.ndarray, model: Any, legend: Legend = "color"
+) -> list[Path]:
+    """Write ``<stem>_label.png``, ``_color.png`` and ``_overlay.png`` for one image and its
+    labels (the overlay last); ``legend`` says which get the class legend."""
+    palette, names = model_palette(model), class_names(model)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_name(f"{stem.name}_{kind}.png") for kind in OUTPUTS]
+    written = [save_label_png(label, palette, paths[0])]
+    shown = classes_by_area(label, model.num_classes) if legend != "none" else []
+    # each picture is written and let go before the next: a photo's memory is a few copies of
+    # its pixels, not one per output
+    color = colorize(label, palette)
+    blended = overlay(image, color)
+    if legend in ("color", "both"):
+        color = add_legend(color, shown, names, palette)
+    written.append(save_png(color, paths[1]))
+    del color
+    if legend in ("overlay", "both"):
+        blended = add_legend(blended, shown, names, palette)
+    written.append(save_png(blended, paths[2]))
     return written
+
+
+def _overlay_videos(files: Sequence[Input], overlays: dict[str, Path], out: Path) -> list[Path]:
+    """``<video-stem>_overlay.mp4`` of each video's overlay PNGs."""
+    videos = []
+    for item in files:
+        frames = [p for n, p in overlays.items() if n.rsplit("_", 1)[0] == str(item.name)]
+        if item.is_video and frames:
+            video = out / f"{item.name}_overlay.mp4"
+            videos.append(write_overlay_video(frames, video, video_fps(item.path)))
+    return videos
 
 
 def summary(written: Sequence[Path], out: str | Path) -> str:
