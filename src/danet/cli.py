@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import math
 import os
 import re
@@ -806,6 +807,21 @@ def _check_device(args: argparse.Namespace) -> None:
     args.device = say_device(args.device, getattr(args, "quiet", False))
 
 
+class _Warnings(logging.Handler):
+    """The library's log records on stderr as ``danet: warning: ...`` lines (stderr as it is
+    when each is written, so that a test's capture sees them)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"danet: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+
+
+def say_library_warnings() -> None:
+    """Show the ``danet`` loggers' warnings on stderr, once per process."""
+    root = logging.getLogger("danet")
+    if not any(isinstance(h, _Warnings) for h in root.handlers):
+        root.addHandler(_Warnings(logging.WARNING))
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     """SIGTERM as Ctrl-C: an exception, so that files being written are cleaned up."""
     raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -827,6 +843,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
+    say_library_warnings()
     own_signals = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if own_signals else None
     try:

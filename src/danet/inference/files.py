@@ -12,9 +12,9 @@ worth of pixels, so large images go one at a time.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +55,7 @@ from danet.utils.progress import progress as progress_bar
 from danet.utils.progress import shrink
 from danet.utils.ranks import rank_world
 
+logger = logging.getLogger(__name__)
 OUTPUTS = ("label", "color", "overlay")
 """Each image or frame ``<name>`` gets ``<name>_label.png``, ``_color.png`` and ``_overlay.png``."""
 
@@ -80,10 +81,10 @@ def _warn_symlinked_folders(folder: Path) -> None:
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in dirs:
             if os.path.islink(os.path.join(root, name)):
-                print(
-                    f"danet: warning: {os.path.join(root, name)}: a symlinked folder, not searched "
-                    "(give it as an input of its own to predict its images)",
-                    file=sys.stderr,
+                logger.warning(
+                    "%s: a symlinked folder, not searched (give it as an input of its own to "
+                    "predict its images)",
+                    os.path.join(root, name),
                 )
 
 
@@ -196,7 +197,7 @@ def _frames(
                 raise
             skipped.append(err)
             if len(files) > 1 or count > 0:  # else it is the only error, raised at the end
-                print(f"danet: warning: skipped {err}", file=sys.stderr)
+                logger.warning("skipped %s", err)
         expected = len(range(start + (rank - start) % world, start + promised, world))
         if shortfall is not None and expected > mine:
             shortfall(expected - mine)
@@ -293,7 +294,7 @@ def predict_paths(
             for (name, image), label in zip(batch, labels, strict=True):
                 message = small_image_warning(*image.shape[:2], input_size)
                 if message:
-                    print(f"danet: warning: {name}: {message}", file=sys.stderr)
+                    logger.warning("%s: %s", name, message)
                 written += write_outputs(out / name, image, label, model, legend)
                 overlays[name] = written[-1]
             bar.update(len(batch))
@@ -331,7 +332,7 @@ def _report_skipped(skipped: Sequence[DataError], written: Sequence[Path]) -> No
             raise skipped[0]
         raise DataError(f"none of the {len(skipped)} inputs could be read (warnings above)")
     if skipped:
-        print(f"danet: warning: skipped {len(skipped)} unreadable file(s)", file=sys.stderr)
+        logger.warning("skipped %d unreadable file(s)", len(skipped))
 
 
 def write_outputs(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -14,6 +14,8 @@ from PIL import Image
 from danet.data import DataError
 from danet.data.io import check_pixels
 from danet.utils.atomic import atomic_write
+
+logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -44,10 +46,13 @@ def video_frames(path: Path, max_pixels: int | None = None) -> Iterator[tuple[in
     if index == 0:
         raise DataError(f"{path}: video has no readable frames")
     if index < promised:
-        print(
-            f"danet: warning: {path}: read {index} of the {promised} frames its header promises "
-            f"(truncated or damaged?); predicted the {index} read",
-            file=sys.stderr,
+        logger.warning(
+            "%s: read %d of the %d frames its header promises (truncated or damaged?); "
+            "predicted the %d read",
+            path,
+            index,
+            promised,
+            index,
         )
 
 
