@@ -542,7 +542,8 @@ def flag_names(message: str) -> str:
     message = re.sub(rf"(?<![-\w])({names})(?= is required| raises| needs)",
                      lambda m: FLAGS[m[1]], message)  # fmt: skip
     joined = "|".join(name for name in FLAGS if "_" in name)  # never an ordinary word
-    return re.sub(rf"(?<![-\w])({joined})(?!\w)", lambda m: FLAGS[m[1]], message)
+    # not after "FILE: ", where the name is a key of that file (config.json: input_size ...)
+    return re.sub(rf"(?<![-\w'])(?<!: )({joined})(?!\w)", lambda m: FLAGS[m[1]], message)
 
 
 def backend_of(args: argparse.Namespace) -> str:

@@ -21,6 +21,7 @@ from danet.cli import flag_names, main
             "--dataset is required: m has no run_config.json",
         ),
         ("the dataset camvid has 11 classes", "the dataset camvid has 11 classes"),
+        ("m/config.json: input_size must be H,W", "m/config.json: input_size must be H,W"),
     ],
 )
 def test_python_names_become_flags(message: str, said: str) -> None:
