@@ -213,3 +213,27 @@ def test_what_a_module_does_not_load(module: str, absent: str) -> None:
         check=True,
     )
     assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--version"],
+        ["--help"],
+        ["predict", "/no/such/photo.jpg"],
+        ["predict", "photo.jpg", "--scales", "0"],
+        ["eval", "--checkpoint", "m.onnx", "--device", "cuda"],
+    ],
+)
+def test_argument_errors_and_help_load_no_torch(argv: list[str]) -> None:
+    """--version, --help and an error in the arguments are said before torch would load (the
+    default checkpoint is a PyTorch one)."""
+    code = (
+        "import sys\nfrom danet.cli import main\ntry:\n    main(sys.argv[1:])\n"
+        "except SystemExit:\n    pass\nprint('torch' in sys.modules, 'timm' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *argv], env={"PYTHONPATH": str(SRC)}, capture_output=True,
+        text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout + out.stderr

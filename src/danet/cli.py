@@ -793,6 +793,22 @@ def _one_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+def _check_paths(args: argparse.Namespace) -> None:
+    """The checks that need no torch, before ``--device`` loads it: the inputs exist, the
+    output folder or file can be written, the inference flags make sense."""
+    for given in [*getattr(args, "inputs", []), getattr(args, "image", None)]:
+        if given is not None and not Path(given).exists():
+            raise FileNotFoundError(f"{given}: no such file or folder")
+    if args.command in ("predict", "attention", "demo"):
+        check_writable_dir(args.out)
+    if args.command == "export":
+        check_writable_file(args.onnx)
+    if getattr(args, "json", None):
+        check_writable_file(args.json)
+    if hasattr(args, "scales"):
+        settings_from(args)
+
+
 def _check_device(args: argparse.Namespace) -> None:
     """Resolve ``--device`` (train checks its recipe's) and say which device is used;
     onnxruntime runs on the CPU, and saying so loads no torch."""
@@ -848,6 +864,7 @@ def main(argv: list[str] | None = None) -> int:
     own_signals = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if own_signals else None
     try:
+        _check_paths(args)
         _check_device(args)
         COMMANDS[args.command](args)
     except (*EXPECTED_ERRORS, OSError, RuntimeError) as err:

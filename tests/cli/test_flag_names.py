@@ -32,6 +32,7 @@ def test_a_torch_only_command_refuses_an_onnx_file(tmp_path, capsys) -> None:
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(b"not a graph")
     image = tmp_path / "a.png"
+    image.write_bytes(b"")  # only its existence is checked before the model is opened
     assert main(["attention", str(image), "--checkpoint", str(onnx)]) == 2
     err = capsys.readouterr().err.strip()
     assert (
