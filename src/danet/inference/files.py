@@ -101,8 +101,8 @@ def collect_inputs(inputs: Sequence[str | Path], out: str | Path | None = None) 
     """
     out_dir = Path(out).resolve() if out is not None else None
     files: list[Input] = []
-    for item in inputs:
-        path = Path(item)
+    for given in inputs:
+        path = Path(given)
         if path.is_dir():
             images = list_images(path, recursive=True)
             root = path.resolve()
@@ -275,12 +275,13 @@ def predict_paths(
 
     def check(path: Path, image: np.ndarray) -> None:
         try:
-            check_run_size(*image.shape[:2], input_size, settings, str(path), fit)
+            check_run_size(image.shape[0], image.shape[1], input_size, settings, str(path), fit)
         except ValueError as err:
             raise DataError(str(err)) from None
 
     def run_pixels(image: np.ndarray) -> int:
-        return max(h * w for h, w in run_sizes(*image.shape[:2], input_size, settings, fit))
+        sizes = run_sizes(image.shape[0], image.shape[1], input_size, settings, fit)
+        return max(h * w for h, w in sizes)
 
     with progress_bar(shard, "predict", unit="img", quiet=not progress) as bar:
 
@@ -292,7 +293,7 @@ def predict_paths(
             images = [image for _, image in batch]
             labels = label_images(runner, images, settings)  # (B, H, W) uint8
             for (name, image), label in zip(batch, labels, strict=True):
-                message = small_image_warning(*image.shape[:2], input_size)
+                message = small_image_warning(image.shape[0], image.shape[1], input_size)
                 if message:
                     logger.warning("%s: %s", name, message)
                 written += write_outputs(out / name, image, label, model, legend)

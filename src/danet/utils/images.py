@@ -107,7 +107,8 @@ def prepare(
     height, width = int(size[0]), int(size[1])
     if height * width < image.shape[0] * image.shape[1]:
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-    x = (image.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(
+    scale = np.float32(1 / 255)
+    x: np.ndarray = (image.astype(np.float32) * scale - np.asarray(mean, np.float32)) / np.asarray(
         std, np.float32
     )
     if x.shape[:2] != (height, width):

@@ -338,7 +338,7 @@ def segment_images(
     input_size = model_input_size(model, settings)
     results = []
     for rgb in rgbs:
-        message = small_image_warning(*rgb.shape[:2], input_size)
+        message = small_image_warning(rgb.shape[0], rgb.shape[1], input_size)
         if message:
             warnings.warn(message, UserWarning, stacklevel=3)
         if probs:
