@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -104,6 +103,8 @@ def prepare(
     full-resolution floats; a smaller one is normalised first and resized bilinearly (half-pixel
     centres, as ``F.interpolate(..., align_corners=False)``).
     """
+    import cv2  # loaded on use: data.io, which the parser imports, shares the conversions above
+
     height, width = int(size[0]), int(size[1])
     if height * width < image.shape[0] * image.shape[1]:
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
@@ -118,6 +119,8 @@ def prepare(
 
 def resize_probs(probs: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """(B, K, h, w) float maps bilinearly resized to ``size`` (H, W), half-pixel centres."""
+    import cv2
+
     height, width = int(size[0]), int(size[1])
     if probs.shape[-2:] == (height, width):
         return probs
