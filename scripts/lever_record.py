@@ -13,7 +13,7 @@ from pathlib import Path
 
 KEYS = ("train_split", "val_split", "iters", "seed", "init_weights", "attention", "cam_variant",
         "pam_scale", "affinity_target", "affinity_exclude_radius", "class_weighting", "pixel_sampler",
-        "ohem_threshold", "ohem_min_kept",
+        "ohem_threshold", "ohem_min_kept", "decoder",
         "grad_clip_norm", "precision", "loss_weights", "lr", "crop_size", "batch_size")  # fmt: skip
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from danet.model.attention import ChannelAttention, PositionAttention
     from danet.model.checkpoint import bundled_models
     from danet.model.danet import DANet, save_model
+    from danet.model.dual_attention import DualAttention
     from danet.model.head import DAHead
     from danet.options import BACKBONES
     from danet.training.losses import DANetLoss
@@ -31,6 +32,7 @@ _EXPORTS = {
     "DAHead": "danet.model.head",
     "DANet": "danet.model.danet",
     "DANetLoss": "danet.training.losses",
+    "DualAttention": "danet.model.dual_attention",
     "PositionAttention": "danet.model.attention",
     "bundled_models": "danet.model.checkpoint",
     "InferenceSettings": "danet.utils.inference",
@@ -46,6 +48,7 @@ __all__ = [
     "DAHead",
     "DANet",
     "DANetLoss",
+    "DualAttention",
     "InferenceSettings",
     "OnnxModel",
     "PositionAttention",

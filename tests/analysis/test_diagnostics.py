@@ -176,3 +176,32 @@ def test_train_logs_diagnostics_and_inspect_prints_them(camvid_root: Path, tmp_p
     result = json.loads(out.read_text())
     assert result["images"] == 2 and result["pam_lift"] == pytest.approx(val["pam_lift"])
     assert main([*argv, "--data-root", str(camvid_root), "--max-images", "0"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("figures", "verdict"),
+    [
+        (
+            {"pam_self_mass": 0.4, "pam_local_mass": 0.8, "pam_lift": 4.0},
+            "collapsed onto the query",
+        ),
+        ({"pam_self_mass": 0.001, "pam_local_mass": 0.25, "pam_lift": 3.0}, "collapsed"),
+        ({"pam_self_mass": 0.0004, "pam_local_mass": 0.018, "pam_lift": 1.03}, "is uniform"),
+        (
+            {
+                "pam_self_mass": 0.004,
+                "pam_local_mass": 0.102,
+                "pam_lift": 4.47,
+                "pam_far_same_mass": 0.813,
+                "pam_far_same_uniform": 0.897,
+            },
+            "reaches across the image (far same-class mass 0.813 of a possible 0.897",
+        ),
+        ({"cam_gamma": 0.1}, "no position attention rows"),
+    ],
+)
+def test_the_reach_verdict_uses_the_documented_thresholds(figures: dict, verdict: str) -> None:
+    from danet.analysis.diagnostics import reach_verdict
+
+    line = reach_verdict(figures)
+    assert line.startswith("verdict: ") and verdict in line and "\n" not in line

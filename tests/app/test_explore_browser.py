@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -105,6 +106,11 @@ def test_click_two_pixels_in_chromium(server: str, tmp_path: Path) -> None:
             page = browser.new_page()
             page.set_default_timeout(WAIT_MS)
             page.goto(server)
+            start = page.locator("#start-0")
+            start.wait_for(state="visible")
+            assert "pick a sample" in start.inner_text()
+            assert not page.locator("#overlay-0").is_visible()  # a hint, not blank panes
+            page.screenshot(path=str(tmp_path / "explore_start.png"), full_page=True)
             page.locator("#samples").get_by_text("0016E5_08049").click()
             overlay = page.locator("#overlay-0 img")
             overlay.wait_for(state="visible")
@@ -122,8 +128,13 @@ def test_click_two_pixels_in_chromium(server: str, tmp_path: Path) -> None:
                     "els => els.map(e => parseFloat(e.dataset.mass))"
                 )
                 assert masses and abs(sum(masses) - 1) < 0.01, masses
-                assert "answered in" in page.locator("#status").inner_text()
+                status = page.locator("#status").inner_text()
+                assert "answered in" in status and "of the 480x360 image" in status
+            assert not start.is_visible()
             page.screenshot(path=str(tmp_path / "explore.png"), full_page=True)
+            if os.environ.get("DANET_SCREENSHOTS"):  # where a person wants to look at them
+                for name in ("explore_start.png", "explore.png"):
+                    shutil.copy(tmp_path / name, Path(os.environ["DANET_SCREENSHOTS"]) / name)
             assert heats[0].shape == heats[1].shape
             changed = np.abs(heats[0] - heats[1]) > 30
             assert changed.mean() > 0.001, "the attention picture did not change between clicks"

@@ -59,7 +59,25 @@ def test_demo_uses_the_bundled_model(
     )
     assert not (out / "tiny_model").exists()  # nothing trained
     printed = capsys.readouterr().out
+    assert "did not train on" not in printed  # a card-less model: nothing said about its data
     assert f"mIoU {100 * metrics['miou']:.1f}%" in printed
     assert "_overlay.png" in printed
     overlay = np.asarray(danet.data.read_image(next((out / "predictions").glob("*_overlay.png"))))
     assert overlay.shape == (360, 480, 3)
+
+
+def test_demo_says_what_the_card_says(
+    tmp_path: Path,
+    small_model: danet.DANet,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    card = danet.assets.bundled_model_dir("camvid") / "card.json"
+    bundled = tmp_path / "models"
+    danet.save_model(small_model, bundled / "camvid")
+    (bundled / "camvid" / "card.json").write_bytes(card.read_bytes())
+    monkeypatch.setattr(danet.assets, "MODELS_DIR", bundled)
+    run_demo(tmp_path / "demo")
+    said = capsys.readouterr().out
+    assert "trained on CamVid train+val" in said and "training data" in said
+    assert "held out" not in said.split("held-out figure")[0]  # only the sibling run's figure

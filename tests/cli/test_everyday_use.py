@@ -189,10 +189,11 @@ def test_top_level_and_attention_help_read_cleanly(capsys: pytest.CaptureFixture
 
 def test_train_help_shows_the_recipe_of_its_config(capsys: pytest.CaptureFixture) -> None:
     built_in = " ".join(_help(["train", "--help"], capsys).split())
-    assert "--cam-variant {paper,original} channel attention formula (default: paper)" in built_in
+    assert "--cam-variant {paper,original} channel attention formula: the paper's" in built_in
+    assert "(default: paper)" in built_in
     assert "recipe default" not in built_in and "--config camvid --help" in built_in
     options = _help(["train", "--config", "camvid", "--help"], capsys).split("\n  --")
-    helps = {o.split()[0]: " ".join(o.split()) for o in options}
+    helps = {o.split()[0]: " ".join(o.split("\n\n")[0].split()) for o in options}
     for flag, value in [("cam-variant", "original"), ("affinity-target", "uniform"),
                         ("crop-size", "[256, 320]"), ("workers", "1")]:  # fmt: skip
         assert helps[flag].endswith(f"; --config camvid: {value})"), helps[flag]
@@ -207,8 +208,10 @@ def test_inspect_takes_the_run_dataset_and_prints_miou_in_percent(
     out = tmp_path / "inspect.json"
     assert main(["inspect", "--checkpoint", str(run), "--json", str(out), "--quiet"]) == 0
     result = json.loads(out.read_text(), parse_constant=_no_constants)
-    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("mIoU (%)"))
+    printed = capsys.readouterr().out.splitlines()
+    line = next(x for x in printed if x.startswith("mIoU (%)"))
     assert float(line.split()[2]) == pytest.approx(100 * result["miou"], abs=0.01)
+    assert printed[-1].startswith("verdict: ") and printed[-1] == result["verdict"]
     assert (result["dataset"], result["split"], result["images"]) == ("camvid", "val", 2)
 
 
@@ -283,7 +286,9 @@ def test_demo_says_whether_its_frames_were_in_the_training_set(
     monkeypatch.setattr(danet.demo, "predict_paths", lambda *args, **kwargs: [])
     monkeypatch.setattr(danet.demo, "attention_figures", lambda *args, **kwargs: [])
     danet.demo.run_demo(tmp_path / "demo")
-    assert "which the bundled model did not train on" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "did not train on" not in said  # the bundled camvid trained on train+val
+    assert "camvid trained on CamVid train+val, so CamVid val images are training data" in said
     usage = Path(__file__).parents[2] / "docs" / "usage.md"
     assert "until that model ships" not in usage.read_text()
 
@@ -319,7 +324,8 @@ def test_cam_figure_says_what_a_panel_shows_with_colour_bars(
     assert "uniform" in " ".join(t.get_text() for ax in pam.axes for t in ax.get_yticklabels())
     assert "each panel is one feature channel" in cam._suptitle.get_text()
     titles = [ax.get_title() for ax in cam.axes]
-    assert "channel 1 after channel attention" in titles
+    title = next(t for t in titles if t.startswith("channel 1 after channel attention"))
+    assert "\nbrightest on " in title and "of its top tenth)" in title
     assert sum(ax.get_label() == "<colorbar>" for ax in cam.axes) == 2
 
 
@@ -334,3 +340,19 @@ def test_legend_scales_with_the_image_and_outlines_a_black_swatch() -> None:
     panel = large[:, 2000:]
     rows, cols = np.nonzero((panel == OUTLINE).all(axis=2))
     assert len(rows) > 0 and rows.min() < 60  # the black swatch's outline, at the top
+
+
+def test_predict_says_in_one_line_that_alpha_was_dropped(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    rgba = np.full((48, 64, 4), 128, np.uint8)
+    rgba[:24, :, 3] = 0  # the top half transparent
+    Image.fromarray(rgba).save(tmp_path / "cutout.png")
+    argv = ["predict", str(tmp_path / "cutout.png"), "--checkpoint", str(checkpoint)]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "transparent" in line]
+    assert lines == [
+        f"danet: warning: {tmp_path / 'cutout.png'}: 50.0% of its pixels are transparent; alpha "
+        "is dropped, so they are segmented from the colour stored under them"
+    ]

@@ -41,11 +41,11 @@ def test_every_flag_has_help_and_shared_flags_agree() -> None:
         for action in parser._actions:
             assert action.help, f"danet {name} {action.option_strings or action.dest}: no help"
         checkpoint = flag(parser, "--checkpoint")
-        if name not in ("train", "convert"):  # they write a model; every other command reads one
+        if name not in ("train", "convert", "weights"):  # they write models or fetch weights
             assert checkpoint is not None, name
             assert checkpoint.default == DEFAULT_CHECKPOINT and not checkpoint.required, name
         device = flag(parser, "--device")
-        if name != "convert":  # convert only renames
+        if name not in ("convert", "weights"):  # convert only renames; weights only downloads
             assert device is not None, name
             defaults = {"train": None, "export": "cpu"}  # train: the recipe's (auto); export:
             assert device.default == defaults.get(name, "auto"), name  # the same file anywhere

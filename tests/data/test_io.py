@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +165,28 @@ def test_arrays_of_every_dtype_become_the_same_rgb_as_their_files(tmp_path: Path
     np.testing.assert_array_equal(to_rgb_array(rgba)[0, 0], [1, 2, 3])
     with pytest.raises(ValueError, match="shape"):
         to_rgb_array(np.zeros((2, 2, 2)))
+
+
+def test_transparent_pixels_are_said_in_one_warning(tmp_path: Path) -> None:
+    from danet.data.io import DataWarning, read_image
+
+    rgba = np.zeros((10, 20, 4), np.uint8)
+    rgba[..., :3] = 200
+    rgba[:, :5, 3] = 255  # a quarter opaque, the rest transparent
+    path = tmp_path / "cutout.png"
+    Image.fromarray(rgba).save(path)
+    with pytest.warns(DataWarning, match=r"cutout.png: 75.0% of its pixels are transparent"):
+        rgb = read_image(path)
+    assert rgb.shape == (10, 20, 3)
+    opaque = tmp_path / "opaque.png"
+    rgba[..., 3] = 255
+    Image.fromarray(rgba).save(opaque)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        read_image(opaque)  # alpha, but nothing transparent: nothing to say
+    palette = tmp_path / "palette.png"
+    image = Image.new("P", (4, 4), 1)
+    image.putpixel((0, 0), 0)
+    image.save(palette, transparency=0)  # palette index 0 is transparent: 1 pixel of 16
+    with pytest.warns(DataWarning, match="6.2% of its pixels"):
+        read_image(palette)

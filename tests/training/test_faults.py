@@ -29,7 +29,15 @@ from danet.cli import main
 from danet.data import DataError
 from danet.model.checkpoint import read_training_state, save_training_state
 from danet.training.config import TrainConfig
-from danet.training.runfolder import append_row, has_row, locked, read_rows, truncate_log
+from danet.training.runfolder import (
+    LOCK_NAME,
+    RunFolderBusy,
+    append_row,
+    has_row,
+    locked,
+    read_rows,
+    truncate_log,
+)
 
 TINY = [
     "--dataset", "camvid", "--backbone", "mobilenetv2_100", "--pretrained", "none",
@@ -104,10 +112,11 @@ def test_yaml_values_are_converted_as_the_cli_converts_them(tmp_path: Path) -> N
 
 def test_negative_batch_size_is_refused_before_anything_is_allocated() -> None:
     # never run through `danet train` without the check: it allocated until the OOM killer came
-    with pytest.raises(ValueError, match="--batch-size must be an integer >= 1, not -1"):
-        TrainConfig().merge({"batch_size": -1}, origin="command line")
-    with pytest.raises(ValueError, match="batch_size must be"):
-        TrainConfig(batch_size=-1).validate()
+    # the library names the field; the CLI (test below) names the flag
+    with pytest.raises(ValueError, match="^batch_size must be an integer >= 1, not -1$"):
+        TrainConfig().merge({"batch_size": -1})
+    with pytest.raises(ValueError, match="^batch_size must be"):
+        TrainConfig(batch_size=-1)
 
 
 @pytest.mark.parametrize(
@@ -427,6 +436,26 @@ def test_second_run_into_a_locked_folder_fails_with_one_line(
     assert not (out / "metrics.jsonl").exists()
 
 
+def test_a_finished_run_leaves_no_lock_file(camvid_root: Path, tmp_path: Path, cli) -> None:
+    out = tmp_path / "r"
+    assert cli(train_args(camvid_root, out, "--iters", "1", "--val-split", "")).code == 0
+    assert (out / "metrics.jsonl").is_file() and not (out / LOCK_NAME).exists()
+
+
+def test_a_lock_file_removed_by_a_finishing_run_is_not_held(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    with locked(out):
+        assert (out / LOCK_NAME).is_file()
+    assert not out.exists()  # created here and left empty
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with locked(out):
+        with pytest.raises(RunFolderBusy):
+            with locked(out):
+                pass
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
 # 7: --resume with flags ---------------------------------------------------------------------
 
 
@@ -441,7 +470,9 @@ def test_resume_extends_a_finished_run_and_refuses_what_it_cannot_honour(
     code, _, err = cli(["train", "--resume", "--out", str(out), "--iters", "2"])
     assert code == 2 and "already did 3 iterations" in assert_one_line(err)
     code, _, err = cli(["train", "--resume", "--out", str(out), "--lr", "0.5"])
-    assert code == 2 and assert_one_line(err).startswith("danet train: error: --lr 0.5: --resume")
+    assert code == 2 and assert_one_line(err).startswith(
+        "danet train: error: --lr 0.5: a resumed run"
+    )
     code, _, err = cli(["train", "--resume", "--out", str(out), "--iters", "5"])
     assert code == 0, err
     assert steps(out) == [1, 2, 3, 4, 5]
@@ -519,3 +550,16 @@ def test_stale_temp_files_are_removed_on_start_and_on_resume(
     assert cli(["train", "--resume", "--out", str(out)]).code == 0
     assert not stale[0].exists()
     json.loads((out / "run_config.json").read_text())  # written atomically as well
+
+
+def test_curves_put_one_validation_point_on_a_sensible_axis() -> None:
+    from danet.training.curves import draw_curves
+
+    rows = [{"step": s, "loss": 1.0 / s} for s in range(1, 21)]
+    rows.append({"step": 20, "val_miou": 0.42, "pam_lift": 2.0})
+    fig = draw_curves(rows)
+    miou = fig.axes[1]
+    assert miou.get_xlim()[0] == 0 and 20 <= miou.get_xlim()[1] <= 21
+    assert miou.get_ylim() == (0, 100)
+    assert [t.get_text() for t in miou.texts] == ["42.0"]
+    assert all(ax.get_xlim()[0] == 0 for ax in fig.axes[:5])

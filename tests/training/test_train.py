@@ -224,3 +224,26 @@ def test_clip_to_norm_matches_torch(max_norm: float) -> None:
         torch.testing.assert_close(g, p.grad)
     after = torch.linalg.vector_norm(torch.cat([g.flatten() for g in ours])).item()
     assert after <= max_norm + 1e-4 and (max_norm < total.item()) == (after < total.item() - 1e-4)
+
+
+def test_a_run_shorter_than_eval_every_validates_on_a_sample_and_says_so(
+    camvid_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import danet.training.loop
+
+    monkeypatch.setattr(danet.training.loop, "VAL_SAMPLE", 1)  # the tiny tree has 2 val images
+    run = tmp_path / "run"
+    args = ["train", *TINY, "--data-root", str(camvid_root), "--out", str(run), "--quiet"]
+    assert main([*args, "--iters", "2", "--eval-every", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "validation: on 1 of the 2 'val' images" in out and "eval_every (5)" in out
+    rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val_images"] for r in rows if "val_miou" in r] == [1]
+    # a run as long as eval_every validates on the whole split, without the line
+    assert main([*args, "--iters", "2", "--eval-every", "2", "--overwrite"]) == 0
+    assert "validation: on" not in capsys.readouterr().out
+    rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val_images"] for r in rows if "val_miou" in r] == [2]

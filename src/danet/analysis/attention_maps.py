@@ -142,7 +142,26 @@ CAM_EXPLANATION = (
 )
 
 
-def _cam_figure(image: np.ndarray, maps: np.ndarray, channels: Sequence[int], path: Path) -> Path:
+BRIGHT_SHARE = 0.1
+"""A CAM panel's title names the predicted class that covers most of the map's brightest tenth."""
+
+
+def brightest_class(heat: np.ndarray, pred: np.ndarray, names: Sequence[str]) -> str:
+    """The predicted class most of the brightest :data:`BRIGHT_SHARE` of ``heat`` lies on, and
+    its share there, in words: ``"brightest on car (64% of its top tenth)"``."""
+    top = heat >= np.quantile(heat, 1 - BRIGHT_SHARE)
+    counts = np.bincount(pred[top].ravel(), minlength=len(names))
+    k = int(counts.argmax())
+    return f"brightest on {names[k]} ({counts[k] / max(counts.sum(), 1):.0%} of its top tenth)"
+
+
+def _cam_figure(
+    image: np.ndarray,
+    maps: np.ndarray,
+    channels: Sequence[int],
+    path: Path,
+    notes: Sequence[str] = (),
+) -> Path:
     cols = 1 + len(channels)
     rows = 1 if cols <= 4 else 2
     cols = -(-cols // rows)
@@ -151,10 +170,12 @@ def _cam_figure(image: np.ndarray, maps: np.ndarray, channels: Sequence[int], pa
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     axes[0].imshow(image)
     axes[0].set_title("the image")
-    for ax, channel, heat in zip(axes[1:], channels, maps, strict=False):
+    notes = list(notes) or [""] * len(channels)
+    for ax, channel, heat, note in zip(axes[1:], channels, maps, notes, strict=False):
         shown = ax.imshow(heat, cmap="viridis")
         fig.colorbar(shown, ax=ax, fraction=0.04, label="response (a.u.)")
-        ax.set_title(f"channel {channel} after channel attention", fontsize=9)
+        title = f"channel {channel} after channel attention"
+        ax.set_title(f"{title}\n{note}" if note else title, fontsize=9)
     for ax in axes:
         ax.axis("off")
     return _save(fig, path)
@@ -225,7 +246,11 @@ def attention_figures(
 
     input_size = model.config.get("input_size") or (h, w)
     x_in = torch.from_numpy(prepare(rgb, input_size, model.mean, model.std))[None]
-    features = capture_attention_inputs(model, x_in.to(device))
+    with AttentionInputs(model) as probe, torch.no_grad():
+        logits = model(x_in.to(device))["out"]  # (1, K, h', w')
+    features = probe.pop()
+    pred = F.interpolate(logits.float(), (h, w), mode="bilinear", align_corners=False)
+    pred = pred[0].argmax(0).cpu().numpy()  # (H, W)
     attended = None
     if "cam" in features:
         attended = cam_attended(branches["cam"].attention, features["cam"])[0]  # (C, h, w)
@@ -248,5 +273,7 @@ def attention_figures(
             written.append(_pam_figure(rgb, point, heat_map, path))
     if attended is not None:
         maps = _upsample(attended[channels].cpu(), (h, w))
-        written.append(_cam_figure(rgb, maps, channels, out / "cam_channels.png"))
+        names = model.class_names
+        notes = [brightest_class(m, pred, names) for m in maps]
+        written.append(_cam_figure(rgb, maps, channels, out / "cam_channels.png", notes))
     return written

@@ -25,7 +25,6 @@ is not changed), summed over a split:
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -33,7 +32,10 @@ from torch import nn
 
 from danet.data.labels import downsample_labels
 from danet.model.attention import ChannelAttention, PositionAttention
+from danet.model.attention_inputs import AttentionInputs, attention_modules
 from danet.options import REACH_RADIUS  # noqa: F401 (kept importable from here)
+
+__all__ = ["AttentionInputs", "AttentionStats", "attention_modules", "reach", "row_reach"]
 
 ROWS_PER_BLOCK = 1024
 """Query rows of the PAM matrix built at a time: memory is O(ROWS_PER_BLOCK * N), never N x N."""
@@ -109,53 +111,6 @@ def row_reach(
     """:func:`reach` of one (N,) softmax row of the query at flat index ``query``, as floats."""
     figures = reach(row[None], torch.tensor([query], device=row.device), size, labels, radius)
     return {key: value.item() for key, value in figures.items()}
-
-
-def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """The model's ``{"pam": PositionAttention, "cam": ChannelAttention}`` (those it has)."""
-    found: dict[str, nn.Module] = {}
-    for module in model.modules():
-        if isinstance(module, PositionAttention):
-            found.setdefault("pam", module)
-        elif isinstance(module, ChannelAttention):
-            found.setdefault("cam", module)
-    return found
-
-
-class AttentionInputs:
-    """Forward hooks that keep the first input each attention module sees until :meth:`pop`.
-
-    Use as a context manager; ``detach=False`` keeps the autograd graph (for a loss).
-    """
-
-    def __init__(
-        self, model: nn.Module, detach: bool = True, names: tuple[str, ...] = ("pam", "cam")
-    ) -> None:
-        self.modules = {n: m for n, m in attention_modules(model).items() if n in names}
-        self.detach = detach
-        self.inputs: dict[str, torch.Tensor] = {}
-        self._handles: list[Any] = []
-
-    def _hook(self, name: str) -> Any:
-        def keep(_module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: Any) -> None:
-            if name not in self.inputs:
-                self.inputs[name] = inputs[0].detach() if self.detach else inputs[0]
-
-        return keep
-
-    def __enter__(self) -> AttentionInputs:
-        self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self.modules.items()]
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-
-    def pop(self) -> dict[str, torch.Tensor]:
-        """The inputs caught since the last call (module name -> (B, C, h, w))."""
-        inputs, self.inputs = self.inputs, {}
-        return inputs
 
 
 class AttentionStats:
@@ -255,3 +210,39 @@ class AttentionStats:
                 out["cam_entropy"] = s["cam_entropy"] / s["cam_rows"]
                 out["cam_term_ratio"] = s["cam_term"] / max(s["cam_feat"], 1e-12)
         return out
+
+
+SELF_LOOKUP_SELF_MASS = 0.02
+"""A healthy row puts less than this on the query itself (docs/attention_reach.md)."""
+SELF_LOOKUP_LOCAL_MASS = 0.2
+"""A healthy row puts less than this within the reach radius of the query."""
+UNIFORM_LIFT = 1.5
+"""Below this same-class lift the rows are near uniform: a global average pool."""
+
+
+def reach_verdict(figures: dict[str, float]) -> str:
+    """One line starting ``verdict:``: whether the PAM reaches across the image, has collapsed
+    onto the query, or is uniform, by the thresholds of docs/attention_reach.md (self mass under
+    :data:`SELF_LOOKUP_SELF_MASS` and local mass under :data:`SELF_LOOKUP_LOCAL_MASS`, else
+    collapsed; lift at least :data:`UNIFORM_LIFT`, else uniform)."""
+    needed = ("pam_self_mass", "pam_local_mass", "pam_lift")
+    if not all(key in figures for key in needed):
+        return "verdict: no position attention rows to judge (no PAM, or no labelled pixels)"
+    own, local, lift = (figures[key] for key in needed)
+    far = figures.get("pam_far_same_mass", math.nan)
+    ceiling = figures.get("pam_far_same_uniform", math.nan)
+    if own >= SELF_LOOKUP_SELF_MASS or local >= SELF_LOOKUP_LOCAL_MASS:
+        return (
+            f"verdict: the attention has collapsed onto the query (self mass {own:.3f}, local "
+            f"mass {local:.3f}; healthy: under {SELF_LOOKUP_SELF_MASS} and "
+            f"{SELF_LOOKUP_LOCAL_MASS}): it brings little context"
+        )
+    if lift < UNIFORM_LIFT:
+        return (
+            f"verdict: the attention is uniform (same-class lift {lift:.2f}, under "
+            f"{UNIFORM_LIFT}): it acts as a global average pool"
+        )
+    return (
+        f"verdict: the attention reaches across the image (far same-class mass {far:.3f} of a "
+        f"possible {ceiling:.3f}, local mass {local:.3f}, lift {lift:.2f})"
+    )

@@ -1,17 +1,25 @@
 """What ``danet explore`` computes: one forward pass per image, then one PAM row per click.
 
 Per image, :meth:`Explorer.features` runs the model once and keeps the position attention's
-``(s*Q, K)`` and the channel attention's input and weights. Per click, :meth:`Explorer.query`
-computes that pixel's single row ``softmax(s * q_i K^T)`` (N values, never the N x N matrix),
-the row's mass per class, its reach figures and the channels the pixel's CAM draws on.
-This module has no Gradio in it; ``danet.app.ui`` draws the page.
+``(s*Q, K)`` and the channel attention's output. Per click, :meth:`Explorer.query` computes that
+pixel's single row ``softmax(s * q_i K^T)`` (N values, never the N x N matrix), the row's mass
+per class, its reach figures and the CAM channels that respond most at the pixel.
+:class:`Sessions` keeps each page session's picture and features, bounded in number and age;
+:func:`click_point` checks a click's coordinates. This module has no Gradio in it;
+``danet.app.ui`` draws the page.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +29,7 @@ from torch import nn
 
 from danet.analysis.diagnostics import REACH_RADIUS, AttentionInputs, attention_modules, row_reach
 from danet.assets import samples_dir
-from danet.data.io import read_image, read_mask
+from danet.data.io import DataError, read_image, read_mask
 from danet.inference.render import class_names, model_palette
 from danet.model.segment import main_logits
 from danet.utils.images import prepare
@@ -32,6 +40,15 @@ SAMPLES_DIR = samples_dir("camvid")
 WORK_PIXELS = 1024 * 1024
 """The most pixels an image is run at, after its short side is brought to the model's."""
 TOP_CHANNELS = 5
+MAX_ASPECT = 16
+"""Images with one side over this many times the other are refused: at the model's short side
+they would be all width and no height."""
+MIN_WORK_SIDE = 32
+"""The shortest side an image is run at (the model's smallest input)."""
+SESSION_LIMIT = 32
+"""At most this many page sessions keep their picture and features; the oldest goes first."""
+SESSION_TTL_S = 30 * 60
+"""A session's picture and features are dropped this many seconds after its last use."""
 
 
 @dataclass
@@ -41,6 +58,13 @@ class Picture:
     name: str
     rgb: np.ndarray  # (H, W, 3) uint8
     labels: np.ndarray | None  # (H, W) int64 class indices, -1 unlabelled; None: no label file
+    source_size: tuple[int, int] | None = None  # (H, W) of the file; None: as rgb
+
+    def source_point(self, x: int, y: int) -> tuple[int, int]:
+        """Pixel (x, y) of :attr:`rgb` in the coordinates of the file the picture was read from."""
+        h, w = self.rgb.shape[:2]
+        sh, sw = self.source_size or (h, w)
+        return min(int((x + 0.5) * sw / w), sw - 1), min(int((y + 0.5) * sh / h), sh - 1)
 
 
 def sample_images() -> dict[str, Path]:
@@ -53,7 +77,7 @@ def work_size(height: int, width: int, input_size: list[int] | None) -> tuple[in
     most :data:`WORK_PIXELS` pixels."""
     h, w = inference_size(height, width, input_size, "keep-aspect")
     shrink = min(1.0, math.sqrt(WORK_PIXELS / (h * w)))
-    return max(round(h * shrink), 8), max(round(w * shrink), 8)
+    return max(round(h * shrink), MIN_WORK_SIDE), max(round(w * shrink), MIN_WORK_SIDE)
 
 
 def load_picture(
@@ -66,7 +90,13 @@ def load_picture(
     """Read an image (refused above the pixel budget, as ``danet predict`` does; a bad file
     raises ``DataError`` naming it) and its label mask, resized to :func:`work_size`."""
     rgb = read_image(path, max_pixels)
-    h, w = work_size(*rgb.shape[:2], input_size)
+    source = rgb.shape[:2]
+    if max(source) > MAX_ASPECT * min(source):
+        raise DataError(
+            f"{path}: the image is {source[1]}x{source[0]}, too thin to explore (one side more "
+            f"than {MAX_ASPECT} times the other); crop it"
+        )
+    h, w = work_size(*source, input_size)
     if (h, w) != rgb.shape[:2]:
         rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
     labels = None
@@ -74,7 +104,7 @@ def load_picture(
         mask = read_mask(label_path)
         mask = np.asarray(Image.fromarray(mask.astype(np.int32)).resize((w, h), Image.NEAREST))
         labels = np.where(mask < num_classes, mask, -1).astype(np.int64)
-    return Picture(Path(path).stem, rgb, labels)
+    return Picture(Path(path).stem, rgb, labels, (int(source[0]), int(source[1])))
 
 
 def load_sample(name: str, input_size: list[int] | None, num_classes: int) -> Picture:
@@ -93,9 +123,7 @@ class Features:
     label_source: str  # "ground truth" or "prediction"
     q: torch.Tensor | None  # (N, d) s*Q of the PAM
     k: torch.Tensor | None  # (N, d) K of the PAM
-    cam_in: torch.Tensor | None  # (C, n) the CAM's input
     cam_out: torch.Tensor | None  # (C, n) softmax(E) X, the attended channels
-    cam_pull: torch.Tensor | None  # (C,) total weight each source channel gets, sum_c W[c, j]
 
 
 @dataclass
@@ -107,7 +135,7 @@ class Query:
     class_mass: np.ndarray | None  # (K + 1,) row mass per class; the last: unlabelled keys
     reach: dict[str, float]  # diagnostics.row_reach; no class figures for an unlabelled query
     query_class: int  # -1: unlabelled
-    channels: list[tuple[int, float]]  # CAM source channels this pixel draws on, with shares
+    channels: list[tuple[int, float]]  # CAM channels brightest here: (channel, x its mean)
 
 
 class Explorer:
@@ -152,16 +180,14 @@ class Explorer:
         source = "ground truth" if picture.labels is not None else "prediction"
         labels = picture.labels if picture.labels is not None else pred
         keys = F.interpolate(torch.from_numpy(labels)[None, None].float(), size, mode="nearest")
-        q = k = cam_in = cam_out = cam_pull = None
+        q = k = cam_out = None
         if "pam" in inputs:
             q, k = (t[0].float().cpu() for t in self.pam.queries_keys(inputs["pam"].float()))
         if "cam" in inputs:
             feats = inputs["cam"].float()
             weights = self.cam.weights(feats)[0].cpu()  # (C, C)
-            cam_in = feats[0].flatten(1).cpu()  # (C, n)
-            cam_out = weights @ cam_in  # (C, n)
-            cam_pull = weights.sum(0)  # (C,)
-        return Features(pred, size, keys.long().flatten(), source, q, k, cam_in, cam_out, cam_pull)
+            cam_out = weights @ feats[0].flatten(1).cpu()  # (C, n)
+        return Features(pred, size, keys.long().flatten(), source, q, k, cam_out)
 
     def cell(self, features: Features, picture: Picture, x: int, y: int) -> int:
         """Flat index of the feature pixel that holds image pixel (x, y)."""
@@ -187,9 +213,100 @@ class Explorer:
             labels = keys if query_class >= 0 else None
             reach = row_reach(row, i, features.size, labels, REACH_RADIUS)
         channels: list[tuple[int, float]] = []
-        if features.cam_in is not None and features.cam_pull is not None:
-            draw = (features.cam_in[:, i] * features.cam_pull).abs()  # (C,)
-            share = draw / draw.sum().clamp_min(1e-12)
-            top = share.argsort(descending=True)[:TOP_CHANNELS]
-            channels = [(int(c), float(share[c])) for c in top]
+        if features.cam_out is not None:
+            channels = responding_channels(features.cam_out, i)
         return Query(i, row, mass, reach, query_class, channels)
+
+
+def responding_channels(
+    cam_out: torch.Tensor, index: int, k: int = TOP_CHANNELS
+) -> list[tuple[int, float]]:
+    """The ``k`` channels of the attended maps ``cam_out`` (C, n) that light up most at feature
+    pixel ``index`` against their own average, as (channel, response here / mean response).
+
+    Responses are taken from 0 (the maps are drawn so). A channel quiet everywhere is not chosen
+    for a small value divided by a smaller mean: the mean is floored at a tenth of the median
+    channel's.
+    """
+    maps = cam_out.clamp_min(0)  # (C, n)
+    mean = maps.mean(dim=1)  # (C,)
+    floor = 0.1 * float(mean.median()) + 1e-12
+    ratio = maps[:, index] / mean.clamp_min(floor)  # (C,)
+    top = ratio.argsort(descending=True)[:k]
+    return [(int(c), float(ratio[c])) for c in top if ratio[c] > 0]
+
+
+def click_point(index: Any, size: tuple[int, int]) -> tuple[int, int]:
+    """(x, y) of a click's ``index`` (the page's ``[x, y]``) on a picture of ``size`` (H, W);
+    a ValueError saying what is wrong for anything else (not two numbers, not finite, outside)."""
+    if not isinstance(index, (list, tuple)) or len(index) != 2:
+        raise ValueError(f"a click must be two coordinates [x, y], got {str(index)[:40]!r}")
+    coords = []
+    for value in index:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"click coordinates must be numbers, got {str(value)[:40]!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"click coordinates must be finite, got {value!r}")
+        coords.append(int(value))
+    (x, y), (h, w) = coords, size
+    if not (0 <= x < w and 0 <= y < h):
+        raise ValueError(f"the click ({x}, {y}) is outside the {w}x{h} picture")
+    return x, y
+
+
+@dataclass
+class _Entry:
+    value: Any
+    used: float = field(default=0.0)
+
+
+class Sessions:
+    """What each page session's clicks reuse, by a random token: at most ``limit`` sessions
+    (the least recently used is dropped first), each dropped ``ttl_s`` seconds after its last
+    use, so that the server's memory levels off however many visitors come."""
+
+    def __init__(
+        self,
+        limit: int = SESSION_LIMIT,
+        ttl_s: float = SESSION_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if limit < 1 or ttl_s <= 0:
+            raise ValueError(f"limit must be >= 1 and ttl_s > 0, got {limit} and {ttl_s}")
+        self.limit, self.ttl_s, self.clock = limit, ttl_s, clock
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _expire(self, now: float) -> None:
+        for token in [t for t, e in self._entries.items() if now - e.used > self.ttl_s]:
+            del self._entries[token]
+
+    def put(self, value: Any) -> str:
+        """Keep ``value`` for a new session; returns its token."""
+        token = secrets.token_urlsafe(12)
+        with self._lock:
+            now = self.clock()
+            self._expire(now)
+            self._entries[token] = _Entry(value, now)
+            while len(self._entries) > self.limit:
+                self._entries.popitem(last=False)
+        return token
+
+    def get(self, token: Any) -> Any:
+        """The value of session ``token``, or None when it is unknown or was dropped."""
+        if not isinstance(token, str):
+            return None
+        with self._lock:
+            now = self.clock()
+            self._expire(now)
+            entry = self._entries.get(token)
+            if entry is None:
+                return None
+            entry.used = now
+            self._entries.move_to_end(token)
+            return entry.value
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._expire(self.clock())
+            return len(self._entries)

@@ -120,7 +120,8 @@ def mass_html(
         for colour, label, value in bars
     ]
     return (
-        f"<div><b>row mass per class</b> (classes from the {source}; &#9733; the pixel's)"
+        f"<div><b>where its attention goes, by class</b> (classes from the {source}; &#9733; the "
+        f"pixel's own) {_small('row mass per class')}"
         f"<table class='danet-mass-table'>{''.join(rows)}</table></div>"
     )
 
@@ -129,31 +130,53 @@ def _figure(value: float, digits: int = 3) -> str:
     return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _small(text: str) -> str:
+    return f"<span class='danet-formula'>({text})</span>"
+
+
 def reach_html(
     reach: dict[str, float], n: int, radius: int, source: str, query_class: str, where: str
 ) -> str:
-    """The reach figures of one query, each with what it means."""
+    """The reach figures of one query in plain words, each with its technical name after it."""
     far = _figure(reach.get("pam_far_same_mass", math.nan))
     ceiling = _figure(reach.get("pam_far_same_uniform", math.nan))
     rows = [
-        ("query", f"{where}, class {html.escape(query_class)} ({source})"),
-        ("self mass", f"{_figure(reach['pam_self_mass'])} (uniform: {1 / n:.5f})"),
-        (f"local mass (within {radius} feature pixels)", _figure(reach["pam_local_mass"])),
-        ("effective keys exp(entropy)", f"{_figure(reach['pam_effective_keys'], 1)} of {n}"),
+        ("the pixel", f"{where}, class {html.escape(query_class)} ({source})"),
         (
-            f"far same-class mass (beyond {radius})",
-            f"{far} (a row uniform over the class: {ceiling})",
+            "how much it looks at itself",
+            f"{_figure(reach['pam_self_mass'])} of its attention "
+            + _small(f"self mass; an even spread gives {1 / n:.5f}"),
+        ),
+        (
+            "how much it looks close by",
+            f"{_figure(reach['pam_local_mass'])} "
+            + _small(f"local mass: within {radius} feature cells"),
+        ),
+        (
+            "how many places it looks at",
+            f"about {_figure(reach['pam_effective_keys'], 0)} of {n} "
+            + _small("effective keys, exp(entropy)"),
+        ),
+        (
+            "how much it looks far away at its own class",
+            f"{far}, where {ceiling} would be all of it spread evenly over that class "
+            + _small(f"far same-class mass, beyond {radius} cells"),
         ),
     ]
     body = "".join(f"<tr><td>{k}</td><td class='danet-reach'>{v}</td></tr>" for k, v in rows)
-    return f"<table class='danet-reach-table'>{body}</table>"
+    return (
+        f"<div><b>how far this pixel looks</b><table class='danet-reach-table'>{body}</table></div>"
+    )
 
 
 def channels_html(channels: Sequence[tuple[int, float]]) -> str:
-    """The CAM source channels a pixel draws on most, with their shares."""
-    items = "".join(f"<li>channel {c}: {100 * share:.1f}%</li>" for c, share in channels)
+    """The CAM channels that light up most at the clicked pixel, each with how much more than
+    its own average over the image."""
+    items = "".join(
+        f"<li>feature map {c}: {ratio:.1f}x its average here</li>" for c, ratio in channels
+    )
     return (
-        "<div><b>channels this pixel's features draw on most</b> "
-        "(share of |x<sub>j</sub>| &middot; &Sigma;<sub>c</sub> W<sub>cj</sub>)"
-        f"<ol class='danet-channels'>{items}</ol></div>"
+        "<div><b>feature maps that light up most at this pixel</b> "
+        + _small("channels of the channel attention's output, against their mean")
+        + f"<ol class='danet-channels'>{items}</ol></div>"
     )

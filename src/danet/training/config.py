@@ -1,31 +1,33 @@
-"""Training recipes as a dataclass, read from one small YAML file per dataset.
+"""The training recipe: one dataclass whose fields declare their type, range, choices and help
+once, checked once when a recipe is built; ``danet train``'s flags are generated from it.
+
+Each field's metadata (:func:`option`) holds its help and its range; its type annotation gives
+the conversion and, for a ``Literal``, the choices. :meth:`TrainConfig.__post_init__` converts
+and checks every field and the rules between fields, so every ``TrainConfig`` in existence is a
+valid one; :meth:`TrainConfig.check_runnable` adds what a run needs on top (a data root, and
+``iters`` or ``epochs``). Errors are :class:`RecipeError`: they name fields by their Python
+names, and :meth:`RecipeError.for_flags` names them as ``danet train`` flags.
 
 The recipes ship inside the package (:mod:`danet.assets`), so ``--config camvid`` works from any
-folder; a path to a YAML file works as well. This module loads no torch.
+folder; a path to a YAML file works as well. They are read bounded and strict
+(:func:`danet.utils.textfile.read_yaml`). This module loads no torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, Literal, get_args, get_origin
 
 from danet.assets import resolve_config
+from danet.data import DATASETS
 from danet.options import (
-    AFFINITY_TARGETS,
-    ATTENTIONS,
-    CAM_VARIANTS,
-    CLASS_WEIGHTINGS,
-    DECODERS,
-    OUTPUT_STRIDES,
-    PAM_SCALES,
-    PIXEL_SAMPLERS,
-    PRECISIONS,
+    BACKBONES,
     AffinityTarget,
     Attention,
     CamVariant,
@@ -35,119 +37,333 @@ from danet.options import (
     PixelSampler,
     Precision,
 )
-from danet.utils.bounds import INPUT_SIZE_RULE, MAX_SEED, MAX_SIZE_PIXELS, MIN_INPUT_SIDE, short
+from danet.utils.bounds import MAX_SEED, MAX_SIZE_PIXELS, MIN_INPUT_SIDE, short
+from danet.utils.textfile import read_yaml
 
 # The weights of the loss terms, by output name. The paper weighs out, pam and cam equally;
 # mmsegmentation's auxiliary FCN head gets 0.4. "affinity" (off in the paper) supervises PAM's
 # rows with the labels: -log(attention mass on same-class keys).
+LOSS_TERMS = frozenset({"out", "pam", "cam", "aux", "affinity", "distill"})
 DEFAULT_LOSS_WEIGHTS = {"out": 1.0, "pam": 1.0, "cam": 1.0, "aux": 0.4}
+
+
+class RecipeError(ValueError):
+    """A bad recipe value or combination of values.
+
+    The message names fields by their Python names (``batch_size must be ...``), prefixed by the
+    recipe file it came from, if any; :meth:`for_flags` gives the same message with the fields
+    that came from the command line named as ``danet train`` flags (``--batch-size``).
+    """
+
+    def __init__(self, template: str, *fields: str, origin: str | None = None) -> None:
+        self.template, self.fields, self.origin = template, fields, origin
+        super().__init__(self._text(lambda name: name))
+
+    def _text(self, name: Callable[[str], str]) -> str:
+        text = self.template.format(*(name(f) for f in self.fields))
+        return f"{self.origin}: {text}" if self.origin else text
+
+    def for_flags(self) -> str:
+        """The message with the fields named as flags (those of a recipe file keep their key)."""
+        return self._text(lambda name: name if self.origin else flag_name(name))
+
+
+def flag_name(field_name: str) -> str:
+    """``batch_size`` -> ``--batch-size``."""
+    return "--" + field_name.replace("_", "-")
+
+
+def _escape(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    low: float | None = None,
+    above: float | None = None,
+    high: float | None = None,
+    min_side: int | None = None,
+    ordered_pair: bool = False,
+    what: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    paper: Any = dataclasses.MISSING,
+    group: str | None = None,
+) -> Any:
+    """A recipe field: its default, help and range in one place.
+
+    ``low``/``high`` bound a number (or each number of a list) inclusively, ``above`` exclusively;
+    ``min_side`` makes a ``list[int]`` field an image size (N or H,W, at most
+    :data:`MAX_SIZE_PIXELS` pixels); ``ordered_pair`` asks for two numbers, low <= high; ``what``
+    says what a free-text field holds; ``choices`` lists a text field's values where no
+    ``Literal`` can (a registry's keys); ``paper`` is the paper's value where this field is one of
+    the recipe's named departures; ``group`` starts a section of ``danet train --help``.
+    """
+    meta = {
+        "help": help,
+        "low": low,
+        "above": above,
+        "high": high,
+        "min_side": min_side,
+        "ordered_pair": ordered_pair,
+        "what": what,
+        "choices": choices,
+        "paper": paper,
+        "group": group,
+    }
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class TrainConfig:
     """Everything a training run needs; saved in every checkpoint so that a run can resume."""
 
-    dataset: str = "camvid"
-    data_root: str = ""
-    train_split: str = "train"
-    val_split: str = "val"
-    out: str = "runs/danet"
-    # model
-    backbone: str = "mobilenetv2_100"
-    output_stride: int = 8
-    pretrained: str | None = "imagenet"  # "imagenet", a weight file, or None for random init
-    init_weights: str | None = None  # a whole model (bundled name or folder) to start from
-    attention: Attention = "both"
-    cam_variant: CamVariant = "paper"
-    pam_reduction: int = 8
-    pam_scale: PamScale = "none"  # "learned": softmax(s Q^T K) with a learnable s (a departure)
-    aux_head: bool = False
-    decoder: Decoder = "none"  # "stride4": a light decoder with stride-4 features (a departure)
-    input_size: list[int] | None = None  # the model's native (H, W) for eval, predict, export
-    # data
-    crop_size: list[int] = field(default_factory=lambda: [512, 512])
-    base_size: list[int] | None = None  # resize every training image to (H, W) before scaling
-    scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
-    color_jitter: float = 0.0
-    batch_size: int = 8
-    workers: int = 2
-    # schedule (the paper: SGD, momentum 0.9, wd 1e-4, poly 0.9 per iteration, head lr x10)
-    iters: int | None = None
-    epochs: int | None = None
-    lr: float = 0.01
-    head_lr_mult: float = 10.0
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    poly_power: float = 0.9
-    warmup_iters: int = 0
-    grad_clip_norm: float | None = None  # clip the gradients' total norm to this (None: off)
-    attention_lr_mult: float = 1.0  # extra lr factor on PAM/CAM's gamma, scale, query and key
-    attention_weight_decay: float | None = None  # weight decay of gamma and scale (None: as all)
-    affinity_queries: int = 1024  # query pixels per image sampled for the "affinity" loss
-    affinity_target: AffinityTarget = "mass"  # see danet.training.losses.affinity_loss
-    affinity_exclude_radius: int | None = None  # keys this close to the query leave the target
-    class_weighting: ClassWeighting = "none"  # "median_frequency": class-balanced cross-entropy
-    pixel_sampler: PixelSampler = "none"  # "ohem": the cross-entropies average the hard pixels
-    ohem_threshold: float = 0.7  # ohem: pixels whose true class has a lower probability are hard
-    ohem_min_kept: int = 16384  # ohem: at least this many hard pixels per image
-    reach_radius: int = 3  # the "local" radius of the PAM reach figures at validation
-    # loss weights of the outputs (DEFAULT_LOSS_WEIGHTS); "affinity" turns the affinity loss on
-    loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
-    # run
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True  # float16 mixed precision, on CUDA only (precision=fp32)
-    precision: Precision = "fp32"  # "bf16": bfloat16 autocast; "auto": bf16 where the device has it
-    channels_last: bool = True  # NHWC memory format for the model and the batches
-    sync_bn: bool = True  # under torchrun
-    checkpoint_every: int = 100
-    eval_every: int = 0  # iterations between val evaluations; 0: only at the end
-    eval_scales: list[float] = field(default_factory=lambda: [1.0])
+    dataset: str = option("camvid", "dataset layout", choices=tuple(sorted(DATASETS)), group="data")
+    data_root: str = option("", "the dataset's folder", what="a folder")
+    train_split: str = option("train", "training split", what="a split name")
+    val_split: str | None = option("val", "validation split; '' to skip validation",
+                                   what="a split name or ''")  # fmt: skip
+    out: str = option("runs/danet", "run folder (checkpoints, metrics.jsonl, curves.png)",
+                      what="a folder")  # fmt: skip
+    backbone: str = option("mobilenetv2_100", f"any timm CNN; the usual: {', '.join(BACKBONES)}",
+                           what="a timm model name", group="model")  # fmt: skip
+    output_stride: Literal[8, 16, 32] = option(8, "backbone output stride: 8 (the paper), 16, 32")
+    pretrained: str | None = option("imagenet", "'imagenet', a weight file, or 'none' for "
+                                    "random init", what="'imagenet' or a weight file")  # fmt: skip
+    init_weights: str | None = option(None, "start from this whole model (a bundled name or a "
+                                      "model folder)", what="a model's name or folder")  # fmt: skip
+    attention: Attention = option("both", "attention modules")
+    cam_variant: CamVariant = option("paper", "channel attention formula: the paper's "
+                                     "softmax(E), or the released code's softmax(-E)",
+                                     paper="paper")  # fmt: skip
+    pam_reduction: int = option(8, "PAM query/key channel reduction", low=1)
+    pam_scale: PamScale = option("none", "learned: softmax(s Q^T K), s learnt (a departure)",
+                                 paper="none")  # fmt: skip
+    aux_head: bool = option(False, "FCN auxiliary head on c3")
+    decoder: Decoder = option("none", "stride4: a light decoder with the backbone's stride-4 "
+                              "features (a departure)", paper="none")  # fmt: skip
+    input_size: list[int] | None = option(None, "native H,W for eval, predict and export",
+                                          min_side=MIN_INPUT_SIDE)  # fmt: skip
+    crop_size: list[int] = option([512, 512], "training crop, N or H,W", min_side=1,
+                                  group="augmentation")  # fmt: skip
+    base_size: list[int] | None = option(None, "resize every training image to H,W before "
+                                         "scaling", min_side=1)  # fmt: skip
+    scale_range: list[float] = option([0.5, 2.0], "random scale range: LOW HIGH", above=0,
+                                      ordered_pair=True)  # fmt: skip
+    color_jitter: float = option(0.0, "colour jitter strength (0: off)", low=0)
+    batch_size: int = option(8, "images per step", low=1)
+    workers: int = option(2, "data loader processes", low=0)
+    # the paper: SGD, momentum 0.9, wd 1e-4, poly 0.9 per iteration, head lr x10
+    iters: int | None = option(None, "training steps", low=1, group="schedule")
+    epochs: int | None = option(None, "epochs, when --iters is not set", low=1)
+    lr: float = option(0.01, "base learning rate", above=0)
+    head_lr_mult: float = option(10.0, "learning rate factor of the head", low=0)
+    momentum: float = option(0.9, "SGD momentum", low=0)
+    weight_decay: float = option(1e-4, "SGD weight decay", low=0)
+    poly_power: float = option(0.9, "power of the poly schedule", low=0)
+    warmup_iters: int = option(0, "linear warm-up steps", low=0)
+    grad_clip_norm: float | None = option(None, "clip the gradients' total norm to this "
+                                          "('none': off)", above=0, paper=None)  # fmt: skip
+    attention_lr_mult: float = option(1.0, "extra learning rate factor on the attention's gamma, "
+                                      "scale, query and key", low=0, paper=1.0)  # fmt: skip
+    attention_weight_decay: float | None = option(None, "weight decay of gamma and scale "
+                                                  "('none': as all)", low=0,
+                                                  paper=None)  # fmt: skip
+    affinity_queries: int = option(1024, "query pixels per image of the affinity loss", low=1,
+                                   group="loss")  # fmt: skip
+    affinity_target: AffinityTarget = option("mass", "the affinity loss's row target: mass on "
+                                             "the query's class, or uniform over it")  # fmt: skip
+    affinity_exclude_radius: int | None = option(None, "keys within this Chebyshev distance "
+                                                 "(feature pixels) of the query leave the "
+                                                 "affinity target", low=0)  # fmt: skip
+    class_weighting: ClassWeighting = option("none", "class weights of the cross-entropy "
+                                             "(median_frequency: class-balanced)",
+                                             paper="none")  # fmt: skip
+    pixel_sampler: PixelSampler = option("none", "ohem: the cross-entropies average the hard "
+                                         "pixels (mmsegmentation's OHEMPixelSampler)",
+                                         paper="none")  # fmt: skip
+    ohem_threshold: float = option(0.7, "ohem: a true-class probability below this is hard",
+                                   low=0, high=1)  # fmt: skip
+    ohem_min_kept: int = option(16384, "ohem: at least this many hard pixels per image", low=0)
+    reach_radius: int = option(3, "the 'local' radius (feature pixels) of the validation's PAM "
+                               "reach figures", low=0)  # fmt: skip
+    loss_weights: dict[str, float] = option(DEFAULT_LOSS_WEIGHTS, "weights of the loss terms as "
+                                            "NAME=W (out, pam, cam, aux, affinity, "
+                                            "distill); they "
+                                            "update the defaults", low=0)  # fmt: skip
+    teacher: str | None = option(None, "distil from this model (a bundled name or a model "
+                                 "folder): its class probabilities at distill_temperature "
+                                 "become a 'distill' loss term (weight distill in loss_weights, "
+                                 "1 by default)", what="a model's name or folder",
+                                 paper=None)  # fmt: skip
+    distill_temperature: float = option(1.0, "softmax temperature of the distillation",
+                                        above=0)  # fmt: skip
+    seed: int = option(0, "random seed", low=0, high=MAX_SEED, group="run")
+    device: str = option("auto", "'auto' (cuda when available, else cpu), 'cpu', 'cuda' or "
+                         "'cuda:N'", what="auto, cpu, cuda or cuda:N")  # fmt: skip
+    amp: bool = option(True, "float16 mixed precision, on CUDA only (with precision fp32)")
+    precision: Precision = option("fp32", "bf16: bfloat16 autocast; auto: bf16 on CUDA where "
+                                  "supported, else fp32")  # fmt: skip
+    channels_last: bool = option(True, "NHWC memory format for the model and the batches")
+    sync_bn: bool = option(True, "synchronised batch norm under torchrun (CUDA)")
+    checkpoint_every: int = option(100, "steps between checkpoints", low=1)
+    eval_every: int = option(0, "steps between validations; 0: only at the end", low=0)
+    eval_scales: list[float] = option([1.0], "the validation's scales", above=0)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _check(f.name, getattr(self, f.name)))
+        if self.loss_weights.keys() - LOSS_TERMS:
+            unknown = sorted(self.loss_weights.keys() - LOSS_TERMS)
+            known = "known: " + ", ".join(sorted(LOSS_TERMS))
+            raise RecipeError("{0} names " + _escape(f"unknown terms {unknown}; {known}"),
+                              "loss_weights")  # fmt: skip
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
-        """Read a YAML recipe (a path or a bundled recipe's name); unknown keys are an error."""
-        path = resolve_config(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config must be a mapping of keys to values")
-        return cls().merge(data, origin=str(path))
+        """Read a YAML recipe (a path or a bundled recipe's name); unknown keys, duplicate keys
+        and bad values raise a ValueError naming the file and the key."""
+        return cls().merge(read_recipe(path), origin=str(resolve_config(path)))
 
-    def merge(self, values: dict[str, Any], origin: str = "config") -> TrainConfig:
-        """A copy with ``values`` replacing fields, each checked and converted by
-        :func:`check_values`; unknown keys and bad values raise a ValueError naming them."""
+    def merge(self, values: dict[str, Any], origin: str | None = None) -> TrainConfig:
+        """A copy with ``values`` replacing fields (``loss_weights`` updates the weights by name),
+        checked as a whole; a bad key or value is a :class:`RecipeError` naming it (and
+        ``origin``, the recipe file, where given)."""
         names = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ValueError(f"{origin}: unknown config keys {unknown}")
-        if isinstance(values.get("loss_weights"), dict):  # named weights update the defaults
-            values = {**values, "loss_weights": {**self.loss_weights, **values["loss_weights"]}}
-        return dataclasses.replace(self, **check_values(values, origin))
+            raise RecipeError(_escape(f"unknown recipe keys {unknown}"), origin=origin)
+        try:
+            if values.get("loss_weights") is not None:  # named weights update the defaults
+                weights = _check("loss_weights", values["loss_weights"])
+                values = {**values, "loss_weights": {**self.loss_weights, **weights}}
+            return dataclasses.replace(self, **values)
+        except RecipeError as err:
+            if origin is None:
+                raise
+            raise RecipeError(err.template, *err.fields, origin=origin) from None
 
-    def validate(self, origin: str = "config") -> TrainConfig:
-        """This config with every field checked and converted (for configs built in Python)."""
-        return self.merge(self.to_dict(), origin)
+    def validate(self) -> TrainConfig:
+        """This config, checked again (a field set after construction is checked here)."""
+        return dataclasses.replace(self)
+
+    def check_runnable(self) -> TrainConfig:
+        """This config, or a :class:`RecipeError` if a run cannot start from it: it needs a data
+        root and a length (``iters`` or ``epochs``)."""
+        cfg = self.validate()
+        if not cfg.data_root:
+            raise RecipeError("{0} is required", "data_root")
+        if cfg.iters is None and cfg.epochs is None:
+            raise RecipeError("give {0} or {1}", "iters", "epochs")
+        return cfg
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for checkpoints and logs."""
         return dataclasses.asdict(self)
 
+    def departures(self) -> dict[str, Any]:
+        """The fields where this recipe departs from the paper's, with their values."""
+        paper = {"loss_weights": {"affinity": 0.0}}
+        paper.update({f.name: f.metadata["paper"] for f in dataclasses.fields(self)
+                      if f.metadata["paper"] is not dataclasses.MISSING})  # fmt: skip
+        found = {}
+        for name, value in paper.items():
+            ours = getattr(self, name)
+            if name == "loss_weights":
+                if ours.get("affinity", 0.0) != 0.0:  # the affinity loss, with its target
+                    found["affinity_weight"] = ours["affinity"]
+                    found["affinity_target"] = self.affinity_target
+            elif ours != value:
+                found[name] = ours
+        return found
 
-# --- checking values at the boundary ---------------------------------------------------------
-# Each recipe value is checked once, where it enters (YAML file, command line, saved run
-# config), and converted to the type the code downstream expects. A YAML value is accepted when
-# the command line would accept the same text: ``crop_size: 128`` means [128, 128] as
-# ``--crop-size 128`` does, ``batch_size: "8"`` means 8, and ``pretrained: none`` (or null) means
-# no weights; anything else is refused with the key's name.
+
+def read_recipe(path: str | Path) -> dict[str, Any]:
+    """The mapping of a YAML recipe (a path or a bundled recipe's name), bounded and strict."""
+    path = resolve_config(path)
+    data = read_yaml(path) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a recipe must be a mapping of keys to values")
+    return data
 
 
-def _label(name: str, origin: str) -> str:
-    if origin == "command line":
-        return "--" + name.replace("_", "-")
-    return f"{origin}: {name}"
+# --- the schema: conversion and checks derived from the annotations --------------------------
+# A YAML value is accepted when the command line would accept the same text: ``crop_size: 128``
+# means [128, 128] as ``--crop-size 128`` does, ``batch_size: "8"`` means 8, and ``pretrained:
+# none`` (or null) means no weights; anything else is refused with the key's name.
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What a field's annotation and metadata say: its base type, choices and range."""
+
+    name: str
+    base: str  # "int", "float", "bool", "str", "size", "floats", "weights"
+    nullable: bool
+    choices: tuple[Any, ...] | None
+    meta: Any
+
+    @property
+    def expected(self) -> str:
+        """What a value must be, in words (for messages)."""
+        m = self.meta
+        if self.choices is not None:
+            text = "one of " + ", ".join(map(str, self.choices))
+        elif self.base == "bool":
+            text = "true or false"
+        elif self.base == "str":
+            text = m["what"] or "text"
+        elif self.base == "size":
+            side = m["min_side"]
+            text = (f"an integer >= {side} or H,W (two integers >= {side}), at most "
+                    f"{MAX_SIZE_PIXELS} pixels in all")  # fmt: skip
+        elif self.base == "weights":
+            text = "a mapping of output names to numbers >= 0"
+        else:
+            noun = {"int": "an integer", "float": "a number", "floats": "numbers"}[self.base]
+            if self.meta["ordered_pair"]:
+                noun = "two numbers, low <= high, each"
+            text = noun + _range_words(m)
+        return text + (" or none" if self.nullable and self.base not in ("str",) else "")
+
+
+def _range_words(m: Any) -> str:
+    def number(v: float) -> str:
+        return str(int(v)) if float(v).is_integer() else str(v)
+
+    if m["low"] is not None and m["high"] is not None:
+        return f" from {number(m['low'])} to {number(m['high'])}"
+    if m["low"] is not None:
+        return f" >= {number(m['low'])}"
+    if m["above"] is not None:
+        return f" > {number(m['above'])}"
+    return ""
+
+
+@cache
+def specs() -> dict[str, FieldSpec]:
+    """Every field's :class:`FieldSpec`, by name, in the dataclass's order."""
+    hints = typing.get_type_hints(TrainConfig)
+    found = {}
+    for f in dataclasses.fields(TrainConfig):
+        kind, nullable = hints[f.name], False
+        if type(None) in get_args(kind) and get_origin(kind) is not Literal:
+            nullable = True
+            kind = next(a for a in get_args(kind) if a is not type(None))
+        choices = get_args(kind) if get_origin(kind) is Literal else f.metadata["choices"]
+        if choices is not None:
+            base = "int" if isinstance(choices[0], int) else "str"
+        elif get_origin(kind) is list:
+            base = "size" if get_args(kind) == (int,) else "floats"
+        elif get_origin(kind) is dict:
+            base = "weights"
+        else:
+            base = kind.__name__
+        found[f.name] = FieldSpec(f.name, base, nullable, choices, f.metadata)
+    return found
 
 
 def _int(value: Any) -> int:
@@ -161,13 +377,12 @@ def _int(value: Any) -> int:
 
 
 def _float(value: Any) -> float:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise TypeError
-    if isinstance(value, (int, float, str)):
-        number = float(value)
-        if math.isfinite(number):
-            return number
-    raise TypeError
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError
+    return number
 
 
 def _bool(value: Any) -> bool:
@@ -182,13 +397,7 @@ def _str(value: Any) -> str:
     raise TypeError
 
 
-def _pretrained(value: Any) -> str | None:
-    if value is None or value is False or (isinstance(value, str) and value.lower() == "none"):
-        return None
-    return _str(value)
-
-
-def _ints(value: Any) -> list[int]:
+def _size(value: Any) -> list[int]:
     if isinstance(value, str):
         value = value.replace("x", ",").split(",")
     if not isinstance(value, (list, tuple)):
@@ -202,155 +411,114 @@ def _ints(value: Any) -> list[int]:
 
 
 def _floats(value: Any) -> list[float]:
+    if isinstance(value, str):
+        value = value.split(",")
     if not isinstance(value, (list, tuple)):
         value = [value]
     return [_float(v) for v in value]
 
 
 def _weights(value: Any) -> dict[str, float]:
+    if isinstance(value, (list, tuple)):  # NAME=W words from the command line
+        pairs = [str(word).split("=", 1) for word in value]
+        if any(len(pair) != 2 for pair in pairs):
+            raise TypeError
+        value = dict(pairs)
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise TypeError
     return {k: _float(v) for k, v in value.items()}
 
 
-def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    return lambda value: None if value is None else convert(value)
-
-
-def _at_least(low: float) -> Callable[[Any], bool]:
-    def ok(value: Any) -> bool:
-        values = value if isinstance(value, list) else [value]
-        return all(v is None or v >= low for v in values)
-
-    return ok
-
-
-def _size_bounded(low: int) -> Callable[[Any], bool]:
-    return lambda v: min(v) >= low and v[0] * v[1] <= MAX_SIZE_PIXELS
-
-
-def _positive(value: Any) -> bool:
-    values = value if isinstance(value, list) else [value]
-    return bool(values) and all(v > 0 for v in values)
-
-
-def _one_of(choices: tuple[Any, ...]) -> str:
-    return "one of " + ", ".join(map(str, choices))
-
-
-def _positive_or_none(value: Any) -> bool:
-    return value is None or value > 0
-
-
-_SIZE = f"an integer >= 1 or H,W (two integers >= 1), at most {MAX_SIZE_PIXELS} pixels in all"
-# field -> (convert, what it must be, range check)
-CHECKS: dict[str, tuple[Callable[[Any], Any], str, Callable[[Any], bool] | None]] = {
-    "dataset": (_str, "a dataset name", None),
-    "data_root": (_str, "a folder", None),
-    "train_split": (_str, "a split name", None),
-    "val_split": (_optional(_str), "a split name or ''", None),
-    "out": (_str, "a folder", None),
-    "backbone": (_str, "a timm model name", None),
-    "output_stride": (_int, _one_of(OUTPUT_STRIDES), lambda v: v in OUTPUT_STRIDES),
-    "pretrained": (_pretrained, "'imagenet', a weight file or 'none'", None),
-    "init_weights": (_optional(_str), "a bundled model's name or a model folder", None),
-    "attention": (_str, _one_of(ATTENTIONS), None),  # the choice is checked by the model
-    "cam_variant": (_str, _one_of(CAM_VARIANTS), None),
-    "pam_reduction": (_int, "an integer >= 1", _at_least(1)),
-    "pam_scale": (_str, _one_of(PAM_SCALES), None),
-    "aux_head": (_bool, "true or false", None),
-    "input_size": (_optional(_ints), INPUT_SIZE_RULE, _size_bounded(MIN_INPUT_SIDE)),
-    "crop_size": (_ints, _SIZE, _size_bounded(1)),
-    "base_size": (_optional(_ints), _SIZE, _size_bounded(1)),
-    "scale_range": (
-        _floats,
-        "two numbers 0 < low <= high",
-        lambda v: len(v) == 2 and 0 < v[0] <= v[1],
-    ),
-    "color_jitter": (_float, "a number >= 0", _at_least(0)),
-    "batch_size": (_int, "an integer >= 1", _at_least(1)),
-    "workers": (_int, "an integer >= 0", _at_least(0)),
-    "iters": (_optional(_int), "an integer >= 1", _at_least(1)),
-    "epochs": (_optional(_int), "an integer >= 1", _at_least(1)),
-    "lr": (_float, "a number > 0", _positive),
-    "head_lr_mult": (_float, "a number >= 0", _at_least(0)),
-    "momentum": (_float, "a number >= 0", _at_least(0)),
-    "weight_decay": (_float, "a number >= 0", _at_least(0)),
-    "poly_power": (_float, "a number >= 0", _at_least(0)),
-    "warmup_iters": (_int, "an integer >= 0", _at_least(0)),
-    "grad_clip_norm": (_optional(_float), "a number > 0 or none", _positive_or_none),
-    "attention_lr_mult": (_float, "a number >= 0", _at_least(0)),
-    "attention_weight_decay": (_optional(_float), "a number >= 0", _at_least(0)),
-    "affinity_queries": (_int, "an integer >= 1", _at_least(1)),
-    "affinity_target": (_str, _one_of(AFFINITY_TARGETS), lambda v: v in AFFINITY_TARGETS),
-    "affinity_exclude_radius": (
-        _optional(_int),
-        "an integer >= 0 (Chebyshev distance in feature pixels) or none",
-        _at_least(0),
-    ),
-    "class_weighting": (
-        _str,
-        f"one of {', '.join(CLASS_WEIGHTINGS)}",
-        lambda v: v in CLASS_WEIGHTINGS,
-    ),
-    "decoder": (_str, _one_of(DECODERS), lambda v: v in DECODERS),
-    "pixel_sampler": (_str, _one_of(PIXEL_SAMPLERS), lambda v: v in PIXEL_SAMPLERS),
-    "ohem_threshold": (_float, "a number from 0 to 1", lambda v: 0 <= v <= 1),
-    "ohem_min_kept": (_int, "an integer >= 0 (pixels per image)", _at_least(0)),
-    "reach_radius": (_int, "an integer >= 0 (feature pixels)", _at_least(0)),
-    "loss_weights": (_weights, "a mapping of output names to numbers >= 0", None),
-    "seed": (_int, f"an integer from 0 to {MAX_SEED}", lambda v: 0 <= v <= MAX_SEED),
-    "device": (_str, "auto, cpu, cuda or cuda:N", None),
-    "amp": (_bool, "true or false", None),
-    "precision": (_str, f"one of {', '.join(PRECISIONS)}", lambda v: v in PRECISIONS),
-    "channels_last": (_bool, "true or false", None),
-    "sync_bn": (_bool, "true or false", None),
-    "checkpoint_every": (_int, "an integer >= 1", _at_least(1)),
-    "eval_every": (_int, "an integer >= 0 (0: only at the end)", _at_least(0)),
-    "eval_scales": (_floats, "numbers > 0", _positive),
+_CONVERT: dict[str, Callable[[Any], Any]] = {
+    "int": _int,
+    "float": _float,
+    "bool": _bool,
+    "str": _str,
+    "size": _size,
+    "floats": _floats,
+    "weights": _weights,
 }
 
 
-def check_values(values: dict[str, Any], origin: str = "config") -> dict[str, Any]:
-    """Check and convert recipe values; a bad one raises a ValueError naming the key (or the
-    flag, when ``origin`` is ``"command line"``), what it must be and what it was."""
-    checked = dict(values)
-    for name, value in values.items():
-        if name not in CHECKS:
-            continue
-        convert, expected, in_range = CHECKS[name]
-        try:
-            converted = convert(value)
-            ok = in_range is None or converted is None or in_range(converted)
-        except (TypeError, ValueError):
-            ok = False
-        if ok and name == "loss_weights":
-            ok = all(w >= 0 for w in converted.values())
-        if not ok:
-            raise ValueError(f"{_label(name, origin)} must be {expected}, not {short(value)}")
-        checked[name] = converted
-    return checked
+def _numbers(value: Any) -> Iterator[float]:
+    if isinstance(value, dict):
+        yield from value.values()
+    elif isinstance(value, list):
+        yield from value
+    else:
+        yield value
+
+
+def _in_range(spec: FieldSpec, value: Any) -> bool:
+    m = spec.meta
+    if spec.choices is not None:
+        return value in spec.choices
+    if spec.base == "size":
+        return min(value) >= m["min_side"] and value[0] * value[1] <= MAX_SIZE_PIXELS
+    if spec.base in ("bool", "str"):
+        return True
+    if spec.base == "floats" and not value:
+        return False
+    if m["ordered_pair"] and not (len(value) == 2 and value[0] <= value[1]):
+        return False
+    for v in _numbers(value):
+        if m["low"] is not None and v < m["low"]:
+            return False
+        if m["high"] is not None and v > m["high"]:
+            return False
+        if m["above"] is not None and v <= m["above"]:
+            return False
+    return True
+
+
+def _is_none(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null"))
+
+
+def _check(name: str, value: Any) -> Any:
+    """``value`` converted to field ``name``'s type, or a :class:`RecipeError` naming it."""
+    spec = specs()[name]
+    if spec.nullable and (_is_none(value) or (name == "pretrained" and value is False)):
+        return None
+    try:
+        converted = _CONVERT[spec.base](value)
+        ok = _in_range(spec, converted)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise RecipeError("{0} must be " + _escape(f"{spec.expected}, not {short(value)}"), name)
+    return converted
+
+
+def check_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Each recipe value of ``values`` converted and checked (other keys pass unchanged)."""
+    return {k: _check(k, v) if k in specs() else v for k, v in values.items()}
 
 
 def recipe_from_flags(
     config: str | Path | None, flags: dict[str, Any], resume: bool = False
 ) -> tuple[TrainConfig, dict[str, Any] | None]:
-    """``danet train``'s recipe: the defaults, then the ``--config`` recipe, then the flags given.
+    """``danet train``'s recipe: the defaults, then the ``config`` recipe, then the flags given
+    (``affinity_weight`` sets ``loss_weights["affinity"]``); runnable unless ``resume``.
 
     Returns the recipe and, with ``resume``, the values given (the flags, and the whole recipe of
-    a ``--config``), which :func:`danet.training.resume.resumed_config` checks against the saved
+    a ``config``), which :func:`danet.training.resume.resumed_config` checks against the saved
     run: equal is fine, a change it cannot honour is an error.
     """
     cfg = TrainConfig.from_file(config) if config else TrainConfig()
     flags = dict(flags)
     if "affinity_weight" in flags:
         weight = flags.pop("affinity_weight")
-        if not weight >= 0:  # NaN too
-            raise ValueError(f"--affinity-weight must be a number >= 0 (0: off), not {weight}")
-        flags["loss_weights"] = {"affinity": weight}
-    cfg = cfg.merge(flags, origin="command line")
-    if not resume and not cfg.data_root:
-        raise ValueError("--data-root is required")
+        try:
+            weight = _float(weight)
+        except (TypeError, ValueError):
+            weight = math.nan
+        if not weight >= 0:
+            message = _escape(f"a number >= 0 (0: off), not {short(weight)}")
+            raise RecipeError("{0} must be " + message, "affinity_weight")
+        weights = _check("loss_weights", flags.get("loss_weights") or {})
+        flags["loss_weights"] = {**weights, "affinity": weight}
+    cfg = cfg.merge(flags)
     if not resume:
-        return cfg, None
+        return cfg.check_runnable(), None
     return cfg, cfg.to_dict() if config else {k: getattr(cfg, k) for k in flags}

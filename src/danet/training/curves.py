@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,19 @@ def plot_curves(run: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     run = Path(run)
-    rows = read_rows(run / METRICS_NAME)
+    fig = draw_curves(read_rows(run / METRICS_NAME))
+    out = run / CURVES_NAME
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+    return out
+
+
+def draw_curves(rows: list[dict[str, Any]]) -> Any:
+    """The figure of :func:`plot_curves` for the rows of ``metrics.jsonl``. Every panel's
+    iteration axis runs from 0 to the last step logged, so one validation point sits at its
+    step rather than alone on an axis of its own; val mIoU is on 0-100."""
+    import matplotlib.pyplot as plt
+
     train = [r for r in rows if "loss" in r]
     val = [r for r in rows if "val_miou" in r]
     fig, ax = plt.subplots(1, 5, figsize=(25, 3.5))
@@ -63,11 +76,22 @@ def plot_curves(run: str | Path) -> Path:
     ax[0].set_title("training loss")
     if val:
         ax[1].plot([r["step"] for r in val], [100 * r["val_miou"] for r in val], "o-")
+        last = val[-1]
+    if val and math.isfinite(last["val_miou"]):  # the last figure, written out
+        ax[1].annotate(
+            f"{100 * last['val_miou']:.1f}",
+            (last["step"], 100 * last["val_miou"]),
+            textcoords="offset points",
+            xytext=(-4, 6),
+            ha="right",
+        )
+    ax[1].set_ylim(0, 100)
     ax[1].set_xlabel("iteration")
     ax[1].set_title("val mIoU (%)")
     _plot_attention(ax[2], ax[3], ax[4], val)
+    steps = [r["step"] for r in rows if isinstance(r.get("step"), (int, float))]
+    last_step = max(steps, default=0)
+    for panel in ax:
+        panel.set_xlim(0, max(last_step, 1) * 1.03)
     fig.tight_layout()
-    out = run / CURVES_NAME
-    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-    return out
+    return fig

@@ -231,7 +231,11 @@ def inspect_model(
         "input_size": model.config.get("input_size"),
         "reach_radius": reach_radius,
     }
+    from danet.analysis.diagnostics import reach_verdict
+
+    result["verdict"] = reach_verdict(metrics["attention"])
     print(format_figures({**metrics["attention"], "mIoU (%)": 100 * metrics["miou"]}))
+    print(result["verdict"])
     if json_path:
         write_text(json_path, dumps(result))
     return result

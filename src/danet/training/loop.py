@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +23,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
-from danet.analysis.diagnostics import AttentionInputs, attention_modules
 from danet.data import DATASETS, SegmentationDataset, build_dataset
 from danet.data.balance import median_frequency_weights
 from danet.data.io import without_worker_tracebacks
 from danet.data.transforms import Augmented, train_transform
+from danet.model.attention_inputs import PamQueriesKeys
 from danet.model.checkpoint import read_training_state, save_training_state
 from danet.model.danet import DANet, check_backbone, load, save_model, set_weights
-from danet.training.config import TrainConfig
+from danet.training.config import RecipeError, TrainConfig
 from danet.training.curves import plot_curves
 from danet.training.evaluate import evaluate
 from danet.training.losses import DANetLoss
@@ -155,7 +157,8 @@ class StepBatchSampler(Sampler):
         return self.total - self.start
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        perm, perm_epoch = None, -1
+        perm: list[int] = []
+        perm_epoch = -1
         global_batch = self.batch_size * self.world
         for step in range(self.start, self.total):
             epoch, pos = divmod(step, self.steps_per_epoch)
@@ -201,10 +204,12 @@ def init_from(model: DANet, source: str) -> None:
     ours, theirs = model.state_dict(), donor.state_dict()
     missing, extra = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
     if missing or extra:
-        raise ValueError(
-            f"--init-weights {source}: its model does not match the recipe's (missing "
-            f"{missing[:3]}, unexpected {extra[:3]}); give the same backbone, attention and "
-            "pam_scale as it has"
+        raise RecipeError(
+            "{0} "
+            + f"{source}: its model does not match the recipe's (missing {missing[:3]}, "
+            f"unexpected {extra[:3]}); give the same backbone, attention and pam_scale as it "
+            "has".replace("{", "{{").replace("}", "}}"),
+            "init_weights",
         )
     set_weights(model, theirs, Path(str(source)))
     model.train()
@@ -239,6 +244,40 @@ def _log(run: Path, row: dict[str, Any]) -> None:
     append_row(run / METRICS_NAME, row)
 
 
+VAL_SAMPLE = 8
+"""Val images a run shorter than ``eval_every`` validates on (evenly spaced over the split)."""
+
+
+@dataclass
+class Run:
+    """A training run as :func:`build_run` builds it once: what each step, save and validation
+    needs (torchvision's reference keeps the same things in ``main``'s locals)."""
+
+    cfg: TrainConfig
+    folder: Path
+    model: DANet
+    net: nn.Module  # the model, or its DistributedDataParallel wrapper
+    criterion: DANetLoss
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    autocast_dtype: torch.dtype | None
+    device: torch.device
+    loader: DataLoader
+    val_set: SegmentationDataset | None
+    start: int
+    total: int
+    world: int
+    main: bool
+    pam: PamQueriesKeys | None  # the PAM's queries and keys, for the affinity loss
+    quiet: bool
+    teacher: nn.Module | None = None  # the frozen model distilled from (cfg.teacher)
+    bar: Any = None
+
+    @property
+    def state_path(self) -> Path:
+        return self.folder / TRAIN_STATE_NAME
+
+
 def train(
     cfg: TrainConfig,
     resume: bool = False,
@@ -246,7 +285,8 @@ def train(
     quiet: bool = False,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train DANet with the paper's recipe; returns the final val metrics (rank 0) or {}.
+    """Train DANet with the recipe ``cfg`` (the paper's, with the departures that
+    :meth:`TrainConfig.departures` names); returns the final val metrics (rank 0) or {}.
 
     Progress goes to stderr (a bar on a terminal, a line per 10% elsewhere, see
     :mod:`danet.utils.progress`), with each validation's mIoU on stdout as it is computed; ``quiet``
@@ -259,7 +299,7 @@ def train(
     unless ``overwrite``. SIGINT or SIGTERM stops the run after the current step, saves it and
     raises :class:`TrainingInterrupted`, whose message says how to resume.
     """
-    cfg = cfg.validate()
+    cfg = cfg.validate() if resume else cfg.check_runnable()
     check_backbone(cfg.backbone)
     if cfg.dataset not in DATASETS:
         raise ValueError(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(sorted(DATASETS))}")
@@ -279,9 +319,11 @@ def train(
             cfg = resumed_config(state.get("run_config"), changes or {}, state_path)
         elif main:
             if overwrite and cfg.init_weights and Path(cfg.init_weights).resolve() == run.resolve():
-                raise ValueError(
-                    f"--init-weights {cfg.init_weights} is the --out folder that --overwrite "
-                    "would clear; copy the model elsewhere, or choose another --out"
+                raise RecipeError(
+                    "{0} is the {1} folder that overwrite=True would clear; copy the model "
+                    "elsewhere, or choose another {1}",
+                    "init_weights",
+                    "out",
                 )
             _check_out(run, overwrite)
         rank, world, device = init_distributed(cfg.device)
@@ -302,29 +344,53 @@ def train(
             cleanup()
 
 
-def _train(
-    cfg: TrainConfig,
-    state: dict[str, Any] | None,
-    run: Path,
-    rank: int,
-    world: int,
-    device: torch.device,
-    quiet: bool = False,
-    stop: _StopOnSignal | None = None,
-) -> dict[str, Any]:
-    stop = stop or _StopOnSignal()
-    torch.manual_seed(cfg.seed)
-    dataset = build_dataset(cfg.dataset, cfg.data_root, cfg.train_split)
-    val_set = build_dataset(cfg.dataset, cfg.data_root, cfg.val_split) if cfg.val_split else None
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = build_model(cfg, dataset, pretrained=state is None and cfg.init_weights is None)
-    if state is None and cfg.init_weights is not None:
-        init_from(model, cfg.init_weights)
-    model = model.to(device, memory_format=memory_format)
+def _length(cfg: TrainConfig, dataset_size: int, world: int, start: int, folder: Path) -> int:
+    """The run's total iterations: ``iters``, or ``epochs`` of the dataset."""
+    steps_per_epoch = max(dataset_size // (cfg.batch_size * world), 1)
+    total = cfg.iters if cfg.iters is not None else (cfg.epochs or 0) * steps_per_epoch
+    if total < start:
+        raise RecipeError(
+            "{0}/{1}: "
+            + f"the run in {folder} already did {start} iterations, more than the {total} asked "
+            "for; a resumed run can be extended, not shortened",
+            "iters",
+            "epochs",
+        )
+    if cfg.warmup_iters > total and start == 0 and is_main():
+        reached = poly_lr(cfg.lr, total - 1, total, cfg.poly_power, cfg.warmup_iters)
+        warn(
+            f"the run's {total} iterations are shorter than the warm-up ({cfg.warmup_iters} "
+            f"iterations): the learning rate peaks at {reached:.2e}, not the recipe's {cfg.lr:.2e}"
+        )
+    return total
+
+
+def _validation_set(
+    cfg: TrainConfig, total: int, start: int
+) -> tuple[SegmentationDataset | None, str | None]:
+    """The val split, or for a run shorter than ``eval_every`` :data:`VAL_SAMPLE` images of it
+    evenly spaced, and the line that says so (None when the whole split is used)."""
+    if not cfg.val_split:
+        return None, None
+    val_set = build_dataset(cfg.dataset, cfg.data_root, cfg.val_split)
+    if not total - start < cfg.eval_every or len(val_set) <= VAL_SAMPLE:
+        return val_set, None
+    sample = copy.copy(val_set)
+    stride = len(val_set) / VAL_SAMPLE
+    sample.pairs = [val_set.pairs[int(k * stride)] for k in range(VAL_SAMPLE)]
+    note = (
+        f"validation: on {VAL_SAMPLE} of the {len(val_set)} '{cfg.val_split}' images, evenly "
+        f"spaced, since this run ({total - start} iterations) is shorter than eval_every "
+        f"({cfg.eval_every}); danet eval measures the whole split"
+    )
+    return sample, note
+
+
+def _criterion(cfg: TrainConfig, dataset: SegmentationDataset, device: torch.device) -> DANetLoss:
     class_weights = None
     if cfg.class_weighting == "median_frequency":
         class_weights = torch.from_numpy(median_frequency_weights(dataset)).to(device)
-    criterion = DANetLoss(
+    return DANetLoss(
         cfg.loss_weights,
         ignore_index=255,
         class_weights=class_weights,
@@ -333,205 +399,288 @@ def _train(
         pixel_sampler=cfg.pixel_sampler,
         ohem_threshold=cfg.ohem_threshold,
         ohem_min_kept=cfg.ohem_min_kept,
-    )
-    optimizer = torch.optim.SGD(
-        _param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
-    autocast_dtype = resolve_precision(cfg.precision, device)
-    amp = cfg.amp and device.type == "cuda" and autocast_dtype is None
-    if amp:
-        autocast_dtype = torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    start = 0
-    if state is not None:
-        start = restore(state, run / TRAIN_STATE_NAME, model, optimizer, scaler)
-    steps_per_epoch = max(len(dataset) // (cfg.batch_size * world), 1)
-    if cfg.iters is None and cfg.epochs is None:
-        raise ValueError("give --iters or --epochs")
-    total = cfg.iters if cfg.iters is not None else cfg.epochs * steps_per_epoch
-    if total < start:
-        raise ValueError(
-            f"--iters/--epochs: the run in {run} already did {start} iterations, more than the "
-            f"{total} asked for; --resume can extend a run, not shorten it"
-        )
-    if cfg.warmup_iters > total and start == 0 and is_main():
-        reached = poly_lr(cfg.lr, total - 1, total, cfg.poly_power, cfg.warmup_iters)
-        warn(
-            f"--iters {total} is shorter than the warm-up ({cfg.warmup_iters} iterations): the "
-            f"learning rate peaks at {reached:.2e}, not the recipe's {cfg.lr:.2e}"
-        )
-    net: nn.Module = model
-    if world > 1:
-        if cfg.sync_bn and device.type == "cuda":  # torch's SyncBatchNorm is CUDA-only
-            net = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        net = DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None
-        )
+        distill_temperature=cfg.distill_temperature,
+    ).to(device)
 
-    dataset_aug = Augmented(
-        dataset,
-        train_transform(cfg.crop_size, cfg.scale_range, cfg.base_size, cfg.color_jitter),
-        model.mean,
-        model.std,
+
+def build_teacher(source: str, model: DANet, device: torch.device) -> nn.Module:
+    """The frozen model to distil from (what :func:`danet.load` reads), in eval mode on
+    ``device``; its classes must be the student's."""
+    teacher = load(source, map_location=device)
+    if teacher.num_classes != model.num_classes:
+        raise ValueError(
+            f"teacher={source!r} predicts {teacher.num_classes} classes, the recipe's model "
+            f"{model.num_classes}"
+        )
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher.eval()
+
+
+def _distributed(model: DANet, cfg: TrainConfig, world: int, device: torch.device) -> nn.Module:
+    """The model wrapped for torchrun (sync BN on CUDA), or as it is for one process."""
+    if world == 1:
+        return model
+    net: nn.Module = model
+    if cfg.sync_bn and device.type == "cuda":  # torch's SyncBatchNorm is CUDA-only
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return DistributedDataParallel(
+        net, device_ids=[device.index] if device.type == "cuda" else None
     )
-    sampler = StepBatchSampler(len(dataset), cfg.batch_size, cfg.seed, start, total, rank, world)
-    loader = DataLoader(
-        dataset_aug,
+
+
+def _loader(
+    cfg: TrainConfig, dataset: SegmentationDataset, model: DANet, sampler: StepBatchSampler,
+    device: torch.device,
+) -> DataLoader:  # fmt: skip
+    transform = train_transform(cfg.crop_size, cfg.scale_range, cfg.base_size, cfg.color_jitter)
+    return DataLoader(
+        # a SegmentationDataset is a map-style dataset (len and getitem), not a torch Dataset
+        Augmented(dataset, transform, model.mean, model.std),  # type: ignore[arg-type]
         batch_sampler=sampler,
         num_workers=cfg.workers,
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(cfg.seed),  # leaves the global RNG (dropout) alone
     )
+
+
+def build_run(
+    cfg: TrainConfig,
+    state: dict[str, Any] | None,
+    folder: Path,
+    rank: int,
+    world: int,
+    device: torch.device,
+    quiet: bool = False,
+) -> Run:
+    """Everything a run needs, built once: data, model (restored from ``state`` when resuming),
+    loss, optimiser, schedule length and the val split (or its sample)."""
+    torch.manual_seed(cfg.seed)
+    dataset = build_dataset(cfg.dataset, cfg.data_root, cfg.train_split)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = build_model(cfg, dataset, pretrained=state is None and cfg.init_weights is None)
+    if state is None and cfg.init_weights is not None:
+        init_from(model, cfg.init_weights)
+    model = model.to(device).to(memory_format=memory_format)
+    optimizer = torch.optim.SGD(
+        _param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+    autocast_dtype = resolve_precision(cfg.precision, device)
+    amp = cfg.amp and device.type == "cuda" and autocast_dtype is None
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    start = 0
+    if state is not None:
+        start = restore(state, folder / TRAIN_STATE_NAME, model, optimizer, scaler)
+    total = _length(cfg, len(dataset), world, start, folder)
+    val_set, val_note = _validation_set(cfg, total, start)
+    sampler = StepBatchSampler(len(dataset), cfg.batch_size, cfg.seed, start, total, rank, world)
     main = is_main()
     if main:
-        run.mkdir(parents=True, exist_ok=True)
-        truncate_log(run, start)
-        write_text(run / RUN_CONFIG_NAME, json.dumps(cfg.to_dict(), indent=2))
+        folder.mkdir(parents=True, exist_ok=True)
+        truncate_log(folder, start)
+        write_text(folder / RUN_CONFIG_NAME, json.dumps(cfg.to_dict(), indent=2))
+        if val_note:  # even with quiet: it qualifies the mIoU the run reports
+            print(val_note)
+    use_affinity = bool(cfg.loss_weights.get("affinity"))
+    pam = PamQueriesKeys(model) if use_affinity else None
+    return Run(
+        cfg=cfg,
+        folder=folder,
+        model=model,
+        net=_distributed(model, cfg, world, device),
+        criterion=_criterion(cfg, dataset, device),
+        optimizer=optimizer,
+        scaler=scaler,
+        autocast_dtype=torch.float16 if amp else autocast_dtype,
+        device=device,
+        loader=_loader(cfg, dataset, model, sampler, device),
+        val_set=val_set,
+        start=start,
+        total=total,
+        world=world,
+        main=main,
+        pam=pam if pam is not None and pam.pam is not None else None,
+        quiet=quiet,
+        teacher=build_teacher(cfg.teacher, model, device) if cfg.teacher else None,
+    )
 
-    def save(step: int) -> None:
-        if not main:
-            return
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state()
-        save_training_state(
-            run / TRAIN_STATE_NAME,
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": {"name": "poly", "power": cfg.poly_power, "total": total},
-                "scaler": scaler.state_dict(),
-                "step": step,
-                "rng": rng,
-                "config": model.config,
-                "run_config": cfg.to_dict(),
-            },
+
+def _gradient_norm(run: Run, loss: torch.Tensor, step: int) -> tuple[list[torch.Tensor], float]:
+    """The gradients and their total norm; a non-finite norm (outside float16, whose scaler
+    skips the step) stops the run naming the first tensor whose gradient is not finite."""
+    named = [(n, p.grad) for n, p in run.model.named_parameters() if p.grad is not None]
+    norms = torch.stack([torch.linalg.vector_norm(g) for _, g in named])
+    grad_norm = torch.linalg.vector_norm(norms).item()
+    if not math.isfinite(grad_norm) and not run.scaler.is_enabled():
+        bad = [n for (n, _), v in zip(named, norms.tolist(), strict=True) if not math.isfinite(v)]
+        where = (
+            f"first non-finite gradient: {bad[0]}, {len(bad)} tensors in all"
+            if bad
+            else "every tensor's gradient finite, their total beyond float32"
         )
-        save_model(model, run)
-
-    metrics: dict[str, Any] = {}
-
-    def validate(step: int) -> dict[str, Any]:
-        metrics = evaluate(
-            model,
-            val_set,
-            cfg.eval_scales,
-            device=device,
-            progress=not quiet,
-            diagnostics=True,
-            reach_radius=cfg.reach_radius,
+        raise TrainingDiverged(
+            f"the gradient norm is {grad_norm} at step {step + 1} (the loss was "
+            f"{loss.item():.4f}; {where}); stopped, and the last good checkpoint "
+            f"{run.state_path} is kept"
         )
-        if main:
-            bar.write(
-                f"step {step}/{total}  val mIoU {100 * metrics['miou']:.2f}%  "
-                f"pixel acc {100 * metrics['pixel_acc']:.2f}%"
-            )
-            row = {"step": step, "val_miou": metrics["miou"], "val_pixel_acc": metrics["pixel_acc"]}
-            _log(run, {**row, **metrics["attention"]})
-            plot_curves(run)
-        return metrics
+    return [g for _, g in named], grad_norm
 
-    # The affinity loss needs the PAM's queries and keys of this batch, with their graph.
-    pam = attention_modules(model).get("pam")
-    use_affinity = bool(cfg.loss_weights.get("affinity")) and pam is not None
-    probe = AttentionInputs(model, detach=False, names=("pam",))
 
-    bar = progress_bar(total, "train", initial=start, quiet=quiet or not main)
-    schedule = state.get("scheduler") if state is not None else None
+def train_step(
+    run: Run, images: torch.Tensor, targets: torch.Tensor, step: int
+) -> dict[str, float]:
+    """One SGD step of the poly schedule on a batch; returns its log row (loss, its parts,
+    gradient norm, lr). A non-finite loss or gradient norm raises :class:`TrainingDiverged`."""
+    cfg = run.cfg
+    lr = poly_lr(cfg.lr, step, run.total, cfg.poly_power, cfg.warmup_iters)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr * group["lr_mult"]
+    images = images.to(run.device, non_blocking=True)
+    targets = targets.to(run.device, non_blocking=True)
+    dtype = run.autocast_dtype
+    with (
+        run.pam if run.pam is not None else contextlib.nullcontext(),
+        torch.autocast(run.device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
+    ):
+        logits = run.net(images)
+        pam_qk = run.pam.pop() if run.pam is not None else None
+        teacher_logits = None
+        if run.teacher is not None:
+            with torch.no_grad():
+                teacher_logits = run.teacher(images, heads=("out",))["out"]
+    loss, parts = run.criterion(logits, targets, pam_qk, cfg.affinity_queries, teacher_logits)
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(
+            f"loss is {loss.item()} at step {step + 1}; stopped, and the last good checkpoint "
+            f"{run.state_path} is kept"
+        )
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.unscale_(run.optimizer)
+    # each tensor's norm before any clipping, so a non-finite total can be traced to them
+    grads, grad_norm = _gradient_norm(run, loss, step)
+    if cfg.grad_clip_norm is not None:
+        clip_to_norm(grads, grad_norm, cfg.grad_clip_norm)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    return {"step": step + 1, "loss": loss.item(), **parts, "grad_norm": grad_norm, "lr": lr}
+
+
+def save_checkpoint(run: Run, step: int) -> None:
+    """Save the training state (resumable) and the model folder, on the main process only."""
+    if not run.main:
+        return
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state()
+    schedule = {"name": "poly", "power": run.cfg.poly_power, "total": run.total}
+    save_training_state(
+        run.state_path,
+        {
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": schedule,
+            "scaler": run.scaler.state_dict(),
+            "step": step,
+            "rng": rng,
+            "config": run.model.config,
+            "run_config": run.cfg.to_dict(),
+        },
+    )
+    save_model(run.model, run.folder)
+
+
+def validate(run: Run, step: int) -> dict[str, Any]:
+    """mIoU and the attention figures on the val split (or its sample); logged and plotted."""
+    assert run.val_set is not None
+    metrics = evaluate(
+        run.model,
+        run.val_set,
+        run.cfg.eval_scales,
+        device=run.device,
+        progress=not run.quiet,
+        diagnostics=True,
+        reach_radius=run.cfg.reach_radius,
+    )
+    if run.main:
+        line = (
+            f"step {step}/{run.total}  val mIoU {100 * metrics['miou']:.2f}%  "
+            f"pixel acc {100 * metrics['pixel_acc']:.2f}%"
+        )
+        (run.bar.write if run.bar is not None else print)(line)
+        row = {"step": step, "val_miou": metrics["miou"], "val_pixel_acc": metrics["pixel_acc"]}
+        _log(run.folder, {**row, "val_images": len(run.val_set), **metrics["attention"]})
+        plot_curves(run.folder)
+    return metrics
+
+
+def _validation_due(run: Run, done: int) -> bool:
+    every = run.cfg.eval_every
+    return run.val_set is not None and (done == run.total or bool(every and done % every == 0))
+
+
+def _killed_validation(run: Run, state: dict[str, Any] | None) -> bool:
+    """Whether a resumed run was killed during the validation of the step it resumes at."""
+    if state is None or run.val_set is None or run.start == 0:
+        return False
+    schedule = state.get("scheduler")
     saved_total = schedule.get("total") if isinstance(schedule, dict) else None
-    if state is not None and val_set is not None and start > 0:
-        validation_step = start in (total, saved_total) or (
-            cfg.eval_every and start % cfg.eval_every == 0
-        )
-        if validation_step and not has_row(run / METRICS_NAME, start, "val_miou"):
-            metrics = validate(start)  # the run was killed during this validation
+    every = run.cfg.eval_every
+    due = run.start in (run.total, saved_total) or bool(every and run.start % every == 0)
+    return due and not has_row(run.folder / METRICS_NAME, run.start, "val_miou")
 
-    net.train()
-    tic = time.perf_counter()
-    done = saved = start
-    batches = _until_stopped(without_worker_tracebacks(loader), stop)
-    for step, (images, targets) in enumerate(batches, start):
-        lr = poly_lr(cfg.lr, step, total, cfg.poly_power, cfg.warmup_iters)
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group["lr_mult"]
-        images, targets = (
-            images.to(device, non_blocking=True),
-            targets.to(device, non_blocking=True),
+
+def _stopped(run: Run, signal_name: str, done: int, saved: int) -> TrainingInterrupted:
+    """Save the steps done since the last checkpoint, and say how to resume."""
+    if done > saved:
+        save_checkpoint(run, done)
+    if run.main and not run.state_path.exists():
+        return TrainingInterrupted(
+            f"{signal_name} before the first step: nothing saved; start again with --overwrite"
         )
-        with (
-            probe if use_affinity else contextlib.nullcontext(),
-            torch.autocast(
-                device.type,
-                dtype=autocast_dtype or torch.float32,
-                enabled=autocast_dtype is not None,
-            ),
-        ):
-            logits = net(images)
-            pam_qk = None
-            if use_affinity:
-                x = probe.pop()["pam"]
-                pam_qk = (*pam.queries_keys(x), tuple(x.shape[-2:]))
-        loss, parts = criterion(logits, targets, pam_qk, cfg.affinity_queries)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"loss is {loss.item()} at step {step + 1}; stopped, and the last good checkpoint "
-                f"{run / TRAIN_STATE_NAME} is kept"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        # each tensor's norm before any clipping, so a non-finite total can be traced to them
-        named = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
-        norms = torch.stack([torch.linalg.vector_norm(g) for _, g in named])
-        grad_norm = torch.linalg.vector_norm(norms).item()
-        if not math.isfinite(grad_norm) and not amp:  # under float16 the scaler skips the step
-            bad = [
-                n for (n, _), v in zip(named, norms.tolist(), strict=True) if not math.isfinite(v)
-            ]
-            raise TrainingDiverged(
-                f"the gradient norm is {grad_norm} at step {step + 1} (the loss was "
-                f"{loss.item():.4f}; "
-                + (
-                    f"first non-finite gradient: {bad[0]}, {len(bad)} tensors in all"
-                    if bad
-                    else "every tensor's gradient finite, their total beyond float32"
-                )  # fmt: skip
-                + "); stopped, and the last good checkpoint "
-                f"{run / TRAIN_STATE_NAME} is kept"
-            )
-        if cfg.grad_clip_norm is not None:
-            clip_to_norm([g for _, g in named], grad_norm, cfg.grad_clip_norm)
-        scaler.step(optimizer)
-        scaler.update()
+    return TrainingInterrupted(
+        f"{signal_name} at step {done} of {run.total}: saved {run.state_path}; "
+        f"{_resume_hint(run.folder)}"
+    )
+
+
+def _train(
+    cfg: TrainConfig,
+    state: dict[str, Any] | None,
+    folder: Path,
+    rank: int,
+    world: int,
+    device: torch.device,
+    quiet: bool = False,
+    stop: _StopOnSignal | None = None,
+) -> dict[str, Any]:
+    """Build the run, then step, save and validate until its last iteration (or a signal)."""
+    stop = stop or _StopOnSignal()
+    run = build_run(cfg, state, folder, rank, world, device, quiet)
+    run.bar = progress_bar(run.total, "train", initial=run.start, quiet=quiet or not run.main)
+    metrics = validate(run, run.start) if _killed_validation(run, state) else {}
+    run.net.train()
+    tic, done, saved = time.perf_counter(), run.start, run.start
+    batches = _until_stopped(without_worker_tracebacks(run.loader), stop)
+    for step, (images, targets) in enumerate(batches, run.start):
+        row = train_step(run, images, targets, step)
         done = step + 1
-        if main:
+        if run.main:
             toc = time.perf_counter()
-            row = {"step": done, "loss": loss.item(), **parts, "grad_norm": grad_norm}
-            _log(run, {**row, "lr": lr, "sec": toc - tic})
-            tic = toc
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
-            bar.update(1)
-        if done % cfg.checkpoint_every == 0 or done == total:
-            save(done)
+            row["sec"], tic = toc - tic, toc
+            _log(folder, row)
+            run.bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}")
+            run.bar.update(1)
+        if done % cfg.checkpoint_every == 0 or done == run.total:
+            save_checkpoint(run, done)
             saved = done
-        if val_set is not None and (
-            done == total or (cfg.eval_every and done % cfg.eval_every == 0)
-        ):
-            metrics = validate(done)
-        if done < total and stop.requested(world, device):
+        if _validation_due(run, done):
+            metrics = validate(run, done)
+        if done < run.total and stop.requested(world, device):
             break
-    bar.close()
-    if stop.signal is not None and done < total:
-        if done > saved:
-            save(done)
-        if main and not (run / TRAIN_STATE_NAME).exists():
-            raise TrainingInterrupted(
-                f"{stop.signal} before the first step: nothing saved; start again with --overwrite"
-            )
-        raise TrainingInterrupted(
-            f"{stop.signal} at step {done} of {total}: saved {run / TRAIN_STATE_NAME}; "
-            f"{_resume_hint(run)}"
-        )
-    if start >= total and main:
-        save(total)
-    return metrics if main else {}
+    run.bar.close()
+    if stop.signal is not None and done < run.total:
+        raise _stopped(run, stop.signal, done, saved)
+    if run.start >= run.total:
+        save_checkpoint(run, run.total)
+    return metrics if run.main else {}

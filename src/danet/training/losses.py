@@ -131,6 +131,18 @@ def ohem_pixels(
     return hard if hard.any() else valid
 
 
+def distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """Hinton's knowledge distillation per pixel: ``T^2 * KL(softmax(t/T) || softmax(s/T))``,
+    averaged over the pixels of (B, K, H, W) student and teacher logits."""
+    t = temperature
+    log_student = F.log_softmax(student.float() / t, dim=1)
+    log_teacher = F.log_softmax(teacher.float() / t, dim=1)
+    kl = (log_teacher.exp() * (log_teacher - log_student)).sum(dim=1)
+    return kl.mean() * t * t
+
+
 class DANetLoss(nn.Module):
     """``sum_k w_k * CE(logits[k], target)`` over the outputs present, ignoring ``ignore_index``.
 
@@ -155,6 +167,7 @@ class DANetLoss(nn.Module):
         pixel_sampler: PixelSampler = "none",
         ohem_threshold: float = 0.7,
         ohem_min_kept: int = 16384,
+        distill_temperature: float = 1.0,
     ) -> None:
         super().__init__()
         # the one check of these outside a recipe: DANetLoss is public, built without one
@@ -167,6 +180,7 @@ class DANetLoss(nn.Module):
         self.ignore_index = ignore_index
         self.affinity_target = affinity_target
         self.affinity_exclude_radius = affinity_exclude_radius
+        self.distill_temperature = distill_temperature
         self.register_buffer("class_weights", class_weights, persistent=False)
 
     def forward(
@@ -175,11 +189,14 @@ class DANetLoss(nn.Module):
         target: torch.Tensor,
         pam_qk: tuple[torch.Tensor, torch.Tensor, tuple[int, int]] | None = None,
         affinity_queries: int = 1024,
+        teacher_logits: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Return ``(loss, parts)``: the weighted total (a 0-d tensor to backpropagate) and a dict
         of each term's unweighted value as a float, keyed by output name (``"out"``, ``"pam"``,
         ``"cam"``, ``"aux"``, and ``"affinity"`` when it is weighted and ``pam_qk`` is given: the PAM's
-        ``(s * Q, K)`` as (B, N, d) and its feature map's (h, w))."""
+        ``(s * Q, K)`` as (B, N, d) and its feature map's (h, w)), and ``"distill"`` when
+        ``teacher_logits`` (a teacher's ``"out"`` logits) are given: :func:`distillation_loss`
+        of ``"out"``, weighted by ``weights["distill"]`` (1 when not set)."""
         parts = {}
         total = logits["out"].new_zeros(())
         for name, out in logits.items():
@@ -212,4 +229,8 @@ class DANetLoss(nn.Module):
             )
             parts["affinity"] = aff.detach().item()
             total = total + weight * aff
+        if teacher_logits is not None:
+            kd = distillation_loss(logits["out"], teacher_logits, self.distill_temperature)
+            parts["distill"] = kd.detach().item()
+            total = total + self.weights.get("distill", 1.0) * kd
         return total, parts

@@ -16,39 +16,39 @@ import torch
 from torch import nn
 
 from danet.model.checkpoint import check_shapes
-from danet.training.config import TrainConfig, check_values
+from danet.training.config import RecipeError, TrainConfig, check_values
 
 CHANGEABLE = ("out", "iters", "epochs", "data_root", "device", "workers", "checkpoint_every",
               "eval_every")  # fmt: skip
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def resumed_config(saved: Any, changes: dict[str, Any], origin: str | Path) -> TrainConfig:
     """The saved run config with ``changes`` (flags given with ``--resume``) applied.
 
-    A change that a resumed run cannot honour (another ``--lr``, ``--crop-size``...) raises a
-    ValueError that names the flag and both values.
+    A change that a resumed run cannot honour (another ``lr``, ``crop_size``...) raises a
+    :class:`RecipeError` that names the field and both values.
     """
     if not isinstance(saved, dict):
         raise ValueError(f"{origin}: its run_config is not a mapping")
     cfg = TrainConfig().merge(saved, origin=str(origin))
-    changes = check_values(changes, origin="command line")
+    changes = check_values(changes)
     for name, value in changes.items():
         if name not in CHANGEABLE and value != getattr(cfg, name, value):
-            raise ValueError(
-                f"{_flag(name)} {value!r}: --resume continues the run with its saved "
-                f"{name}={getattr(cfg, name)!r} and cannot change it (changeable: "
-                f"{', '.join(_flag(n) for n in CHANGEABLE[1:])})"
+            saved_value = repr(getattr(cfg, name)).replace("{", "{{").replace("}", "}}")
+            given = repr(value).replace("{", "{{").replace("}", "}}")
+            places = ", ".join(f"{{{k}}}" for k in range(1, len(CHANGEABLE)))
+            raise RecipeError(
+                f"{{0}} {given}: a resumed run continues with its saved value {saved_value} and "
+                f"cannot change it (changeable: {places})",
+                name,
+                *CHANGEABLE[1:],
             )
     updates = {k: v for k, v in changes.items() if k in CHANGEABLE}
     if "iters" in updates and updates["iters"] is not None and "epochs" not in updates:
         updates["epochs"] = None
     elif updates.get("epochs") is not None and "iters" not in updates:
         updates["iters"] = None
-    return cfg.merge(updates, origin="command line")
+    return cfg.merge(updates)
 
 
 def restore(

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from danet.model.checkpoint import CONFIG_NAME, TRAIN_STATE_NAME, WEIGHTS_NAME
-from danet.utils.atomic import dumps, read_json, write_text
+from danet.utils.atomic import dumps, write_text
+from danet.utils.textfile import read_json
 
 # A run folder is a model folder (CONFIG_NAME, WEIGHTS_NAME, TRAIN_STATE_NAME, named where the
 # model's files are defined) plus the log, its plot and the recipe the run was trained with.
@@ -54,28 +55,37 @@ def locked(run: str | Path) -> Iterator[Path]:
     """Hold an exclusive ``fcntl`` lock on ``run/.danet-train.lock`` for the life of a run.
 
     A second run into the same folder fails at once with :class:`RunFolderBusy`. The lock goes
-    with the process, so a killed run never leaves a stale one. A folder that this call created
-    and that holds nothing but the lock when the run ends (it failed before writing anything) is
-    removed.
+    with the process, so a killed run never leaves a stale one, and a run that ends removes the
+    lock file (while still holding it; a run that locked a file already removed so takes the new
+    one). A folder that this call created and that holds nothing but the lock when the run ends
+    (it failed before writing anything) is removed.
     """
     run = Path(run)
     created = not run.exists()
     run.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    held = False
-    try:
+    lock = run / LOCK_NAME
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            held = True
         except BlockingIOError:
+            os.close(fd)
             raise RunFolderBusy(
                 f"{run}: another danet train is running in this folder (it holds "
-                f"{run / LOCK_NAME}); wait for it or choose another --out"
+                f"{lock}); wait for it or choose another --out"
             ) from None
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # a run that just ended removed this file: lock the current one
+    try:
         yield run
     finally:
-        if held and created and {p.name for p in run.iterdir()} == {LOCK_NAME}:
-            (run / LOCK_NAME).unlink()  # while still holding it
+        lock.unlink(missing_ok=True)  # while still holding it
+        if created and not any(run.iterdir()):
             run.rmdir()
         os.close(fd)
 
