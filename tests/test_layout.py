@@ -1,4 +1,5 @@
-"""The package's shape: no import circles, and a command line that starts without torch."""
+"""The package's shape: imports only go down the floors, no import circles, and a command line
+and an ONNX path that start without torch."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import danet
 
@@ -99,3 +102,138 @@ def test_the_parser_builds_without_torch() -> None:
         check=True,
     )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+GROUND = {"danet.utils", "danet.options", "danet.assets", "danet.version"}
+BASE = {"danet.model", "danet.data", *GROUND}
+ALLOWED: dict[str, set[str]] = {
+    # top: open a model once, pass it down
+    "danet": {"*"},  # the root's lazy public names
+    "danet.__main__": {"danet.cli"},
+    "danet.cli": {"*"},
+    "danet.demo": {
+        "danet.loading",
+        "danet.inference",
+        "danet.deploy",
+        "danet.training",
+        "danet.analysis",
+        "danet.convert",
+        *BASE,
+    },  # fmt: skip
+    "danet.app": {
+        "danet.loading",
+        "danet.inference",
+        "danet.deploy",
+        "danet.training",
+        "danet.analysis",
+        "danet.convert",
+        *BASE,
+    },  # fmt: skip
+    "danet.loading": {"danet.deploy", *BASE},
+    # files, export, int8, the onnxruntime stand-in
+    "danet.inference": {"danet.analysis", "danet.convert", *BASE},
+    "danet.deploy": {"danet.analysis", "danet.convert", *BASE},
+    # train and evaluate: take a model; no onnxruntime
+    "danet.training": {"danet.analysis", "danet.convert", *BASE},
+    "danet.analysis": BASE,
+    "danet.convert": BASE,
+    # tensors in, tensors out; no image files
+    "danet.model": GROUND,
+    "danet.data": GROUND,
+    **{ground: GROUND for ground in GROUND},
+}
+"""Which parts of the package each part may import (import-linter's "layers" contract, written
+out): imports go down the floors of /work/shared/STYLE.md, and ``model`` and ``data`` stand
+side by side, neither importing the other."""
+
+
+def part(module: str) -> str:
+    """The part of the package a module belongs to: ``danet.model``, ``danet.cli``, ..."""
+    return ".".join(module.split(".")[:2])
+
+
+def forbidden_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of another part of the package that :data:`ALLOWED` does not list."""
+    bad = []
+    for name, edges in sorted(graph.items()):
+        allowed = ALLOWED.get(part(name))
+        assert allowed is not None, f"{name}: add {part(name)} to ALLOWED"
+        for target in sorted(edges):
+            if part(target) != part(name) and "*" not in allowed and part(target) not in allowed:
+                bad.append(f"{name} -> {target}")
+    return bad
+
+
+def test_imports_only_go_down_the_floors() -> None:
+    assert forbidden_imports(import_graph()) == []
+
+
+def test_the_floor_rule_catches_an_upward_import() -> None:
+    graph = {"danet.model.danet": {"danet.data.io"}, "danet.data.io": {"danet.utils.atomic"}}
+    assert forbidden_imports(graph) == ["danet.model.danet -> danet.data.io"]
+    assert forbidden_imports({"danet.training.evaluate": {"danet.deploy.backend"}}) == [
+        "danet.training.evaluate -> danet.deploy.backend"
+    ]
+
+
+def test_no_module_below_the_top_imports_the_package_root() -> None:
+    """``from danet import __version__`` in a lower module would load the root and its lazy
+    names; ``danet.version`` holds the version."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path)
+        if part(name) in ("danet", "danet.cli", "danet.demo", "danet.app", "danet.loading"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "danet" and not node.level:
+                offenders += [f"{name}: from danet import {a.name}" for a in node.names]
+            if isinstance(node, ast.Import) and any(a.name == "danet" for a in node.names):
+                offenders.append(f"{name}: import danet")
+    assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("module", "absent"),
+    [
+        ("danet.training.loop", "onnxruntime"),
+        ("danet.training.evaluate", "onnxruntime"),
+        ("danet.deploy.onnx_runtime", "torch"),
+        ("danet.training.evaluate", "torch"),
+        ("danet.inference.files", "torch"),
+        ("danet.model.metadata", "torch"),
+    ],
+)
+def test_what_a_module_does_not_load(module: str, absent: str) -> None:
+    code = f"import sys, {module}; print({absent!r} in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PYTHONPATH": str(SRC)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--version"],
+        ["--help"],
+        ["predict", "/no/such/photo.jpg"],
+        ["predict", "photo.jpg", "--scales", "0"],
+        ["eval", "--checkpoint", "m.onnx", "--device", "cuda"],
+    ],
+)
+def test_argument_errors_and_help_load_no_torch(argv: list[str]) -> None:
+    """--version, --help and an error in the arguments are said before torch would load (the
+    default checkpoint is a PyTorch one)."""
+    code = (
+        "import sys\nfrom danet.cli import main\ntry:\n    main(sys.argv[1:])\n"
+        "except SystemExit:\n    pass\nprint('torch' in sys.modules, 'timm' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *argv], env={"PYTHONPATH": str(SRC)}, capture_output=True,
+        text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout + out.stderr

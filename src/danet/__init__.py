@@ -9,16 +9,21 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from danet.version import __version__
+
 if TYPE_CHECKING:
     from danet.assets import samples_dir
+    from danet.deploy.onnx_runtime import OnnxModel
+    from danet.loading import load
     from danet.model.attention import ChannelAttention, PositionAttention
     from danet.model.checkpoint import bundled_models
-    from danet.model.danet import DANet, load, save_model
+    from danet.model.danet import DANet, save_model
     from danet.model.dual_attention import DualAttention
     from danet.model.head import DAHead
     from danet.options import BACKBONES
     from danet.training.losses import DANetLoss
     from danet.training.metrics import ConfusionMatrix
+    from danet.utils.inference import InferenceSettings
 
 _EXPORTS = {
     "BACKBONES": "danet.options",
@@ -30,7 +35,9 @@ _EXPORTS = {
     "DualAttention": "danet.model.dual_attention",
     "PositionAttention": "danet.model.attention",
     "bundled_models": "danet.model.checkpoint",
-    "load": "danet.model.danet",
+    "InferenceSettings": "danet.utils.inference",
+    "OnnxModel": "danet.deploy.onnx_runtime",
+    "load": "danet.loading",
     "save_model": "danet.model.danet",
     "samples_dir": "danet.assets",
 }
@@ -42,13 +49,15 @@ __all__ = [
     "DANet",
     "DANetLoss",
     "DualAttention",
+    "InferenceSettings",
+    "OnnxModel",
     "PositionAttention",
     "bundled_models",
     "load",
     "samples_dir",
     "save_model",
+    "__version__",
 ]
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:

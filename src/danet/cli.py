@@ -9,12 +9,16 @@ and each command imports what it runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import math
 import os
+import re
 import signal
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -32,6 +36,7 @@ from danet.utils.allocator import keep_freed_memory
 from danet.utils.atomic import remove_stale_temp_files
 from danet.utils.bounds import INPUT_SIZE_RULE, MIN_INPUT_SIDE, input_size_ok
 from danet.utils.writable import check_writable_dir, check_writable_file
+from danet.version import __version__
 
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError)
 DEFAULT_CHECKPOINT = "camvid"  # the bundled model: the same default in every command
@@ -143,6 +148,15 @@ def _add_quiet(p: argparse.ArgumentParser) -> None:
 
 
 def _add_inference(p: argparse.ArgumentParser) -> None:
+    """The flags of :class:`danet.utils.inference.InferenceSettings` that eval and predict share."""
+    p.add_argument(
+        "--resize",
+        choices=RESIZE_MODES,
+        default=None,
+        help="keep-aspect (default): short side to the input size's, with either backend (an "
+        ".onnx file exported at a fixed size: fitted inside it and padded); squash: to exactly "
+        "the input size; none: the image's own size",
+    )
     p.add_argument("--scales", type=_scale, nargs="+", default=[1.0], help="multi-scale factors")
     p.add_argument("--flip", action="store_true", help="average with the flipped image")
     p.add_argument(
@@ -241,8 +255,9 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backend",
         choices=BACKENDS,
-        default="torch",
-        help="run the model in PyTorch, or export it to ONNX and run it in onnxruntime",
+        default=None,
+        help="run the model in PyTorch, or export it to ONNX and run it in onnxruntime "
+        "(default: onnxruntime for an .onnx file, which then loads no torch; else torch)",
     )
     p.add_argument("--int8", action="store_true", help="onnxruntime: static int8 (QDQ)")
 
@@ -279,14 +294,6 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively), videos")
     _add_checkpoint(p)
     p.add_argument("--out", default="predictions", help="output folder (keeps folders' layout)")
-    p.add_argument(
-        "--resize",
-        choices=RESIZE_MODES,
-        default=None,
-        help="keep-aspect (default): short side to the input size's, with either backend; "
-        "squash (default for an .onnx file exported at a fixed size): to exactly the input "
-        "size; none: the image's own size",
-    )
     p.add_argument(
         "--input-size", type=_input_size, help="H,W (default: the checkpoint's input size)"
     )
@@ -447,8 +454,6 @@ def _recipe_in(argv: list[str]) -> str | None:
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser of the ``danet`` command; ``argv``'s ``train --config`` recipe, if
     any, gives the defaults that ``danet train --help`` shows."""
-    from danet import __version__
-
     parser = _Parser(prog="danet", description=__doc__.splitlines()[0], formatter_class=_Formatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"danet {__version__}")
@@ -505,57 +510,166 @@ def run_train(args: argparse.Namespace) -> None:
     print(f"model: {Path(cfg.out) / 'model.safetensors'} (use it with --checkpoint {cfg.out})")
 
 
-def _evaluation(args: argparse.Namespace) -> dict[str, Any]:
-    """What eval and inspect both pass on: the checkpoint, its split, the device, ``--json`` and
-    ``--quiet``; ``--json`` is checked writable first (before the evaluation is spent) and a
-    killed run's temp files beside it are removed."""
+FLAGS = {
+    "backend": "--backend",
+    "batch_size": "--batch-size",
+    "data_root": "--data-root",
+    "dataset": "--dataset",
+    "input_size": "--input-size",
+    "int8": "--int8",
+    "map_location": "--device",
+    "max_pixels": "--max-pixels",
+    "overlay_video": "--overlay-video",
+    "reach_radius": "--reach-radius",
+    "resize": "--resize",
+    "scales": "--scales",
+    "sliding_window": "--sliding-window",
+}
+"""Python argument names in library messages, and the flags the command line says instead."""
+
+
+def flag_names(message: str) -> str:
+    """A library message with its Python argument names said as flags: ``resize='squash'`` as
+    ``--resize squash``, ``int8=True`` as ``--int8``, ``sliding_window`` as ``--sliding-window``,
+    ``dataset is required`` as ``--dataset is required``."""
+    names = "|".join(FLAGS)
+
+    def value(match: re.Match[str]) -> str:
+        given = match[2].strip("'")
+        return FLAGS[match[1]] if given == "True" else f"{FLAGS[match[1]]} {given}"
+
+    message = re.sub(rf"(?<![-\w])({names})=('[^']*'|[^\s,;:)]+)", value, message)
+    message = re.sub(rf"(?<![-\w])({names})(?= is required| raises| needs)",
+                     lambda m: FLAGS[m[1]], message)  # fmt: skip
+    joined = "|".join(name for name in FLAGS if "_" in name)  # never an ordinary word
+    # not after "FILE: ", where the name is a key of that file (config.json: input_size ...)
+    return re.sub(rf"(?<![-\w'])(?<!: )({joined})(?!\w)", lambda m: FLAGS[m[1]], message)
+
+
+def backend_of(args: argparse.Namespace) -> str:
+    """``--backend``, or its default: onnxruntime for an ``.onnx`` checkpoint, else torch."""
+    from danet.loading import is_onnx
+
+    given = getattr(args, "backend", None)
+    return given or ("onnxruntime" if is_onnx(args.checkpoint) else "torch")
+
+
+def settings_from(args: argparse.Namespace) -> Any:
+    """The :class:`~danet.utils.inference.InferenceSettings` that eval's and predict's flags give."""
+    from danet.utils.inference import InferenceSettings
+
+    size = getattr(args, "input_size", None)
+    return InferenceSettings(
+        scales=tuple(args.scales),
+        flip=args.flip,
+        sliding_window=args.sliding_window,
+        resize=getattr(args, "resize", None) or "keep-aspect",
+        input_size=tuple(size) if size else None,
+        max_pixels=getattr(args, "max_pixels", None),
+    )
+
+
+@contextlib.contextmanager
+def opened_model(args: argparse.Namespace) -> Iterator[Any]:
+    """The model of ``--checkpoint``, opened once: in onnxruntime (no torch for an ``.onnx``
+    file), or in PyTorch on ``--device``, inside torchrun's process group when launched by it."""
+    from danet.loading import load
+
+    backend = backend_of(args)
+    if backend == "onnxruntime":
+        yield load(args.checkpoint, backend=backend, int8=args.int8)
+        return
+    if getattr(args, "int8", False):
+        raise ValueError("--int8 needs --backend onnxruntime")
+    from danet.utils.distributed import cleanup, init_distributed
+
+    _, _, device = init_distributed(args.device)
+    try:
+        yield load(args.checkpoint, map_location=device, backend=backend)
+    finally:
+        cleanup()
+
+
+def torch_model(args: argparse.Namespace) -> Any:
+    """``--checkpoint`` opened in PyTorch on ``--device``, for the commands that need the
+    modules themselves (attention, inspect, export, explore)."""
+    from danet.loading import is_onnx, load
+
+    if is_onnx(args.checkpoint):
+        raise ValueError(
+            f"{args.checkpoint}: an .onnx file runs only in danet predict and danet eval (give "
+            "the PyTorch checkpoint)"
+        )
+    return load(args.checkpoint, map_location=args.device)
+
+
+def _json_out(args: argparse.Namespace) -> None:
+    """Check ``--json`` writable first (before the evaluation is spent) and remove a killed
+    run's temp files beside it."""
     if args.json:
         check_writable_file(args.json)
         remove_stale_temp_files(Path(args.json).parent, (Path(args.json).name,))
-    return {
-        "checkpoint": args.checkpoint,
-        "dataset": args.dataset,
-        "data_root": args.data_root,
-        "split": args.split,
-        "device": args.device,
-        "json_path": args.json,
-        "quiet": args.quiet,
-    }
 
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     """``danet eval``: per-class table on stdout, JSON with the settings used."""
-    from danet.training.evaluate import evaluate_checkpoint
+    from danet.training.evaluate import evaluation_report
 
-    return evaluate_checkpoint(
-        **_evaluation(args),
-        scales=args.scales,
-        flip=args.flip,
-        sliding_window=args.sliding_window,
-        backend=args.backend,
-        int8=args.int8,
-        diagnostics=args.diagnostics,
-    )
+    if args.diagnostics and backend_of(args) != "torch":
+        raise ValueError("--diagnostics needs --backend torch (it hooks the attention modules)")
+    _json_out(args)
+    settings = settings_from(args)
+    with opened_model(args) as model:
+        return evaluation_report(
+            model,
+            args.checkpoint,
+            args.dataset,
+            args.data_root,
+            args.split,
+            settings,
+            diagnostics=args.diagnostics,
+            json_path=args.json,
+            quiet=args.quiet,
+        )
 
 
 def run_inspect(args: argparse.Namespace) -> dict[str, Any]:
     """``danet inspect``: the attention diagnostics (and mIoU) of a checkpoint on a split."""
-    from danet.training.evaluate import inspect_checkpoint
+    from danet.training.evaluate import inspect_model
 
-    return inspect_checkpoint(
-        **_evaluation(args),
+    _json_out(args)
+    return inspect_model(
+        torch_model(args),
+        args.checkpoint,
+        args.dataset,
+        args.data_root,
+        args.split,
         max_images=args.max_images,
+        json_path=args.json,
         reach_radius=args.reach_radius,
+        quiet=args.quiet,
     )
 
 
 def run_predict(args: argparse.Namespace) -> None:
     """``danet predict``."""
-    from danet.inference.files import predict_command
+    from danet.inference.files import predict_paths, summary
 
     check_writable_dir(args.out)
-    options = {k: v for k, v in vars(args).items() if k not in {"command", "debug", "quiet"}}
-    predict_command(**options, progress=not args.quiet)
+    settings = settings_from(args)
+    with opened_model(args) as model:
+        written = predict_paths(
+            model,
+            args.inputs,
+            args.out,
+            settings,
+            batch_size=args.batch_size,
+            legend=args.legend,
+            overlay_video=args.overlay_video,
+            strict=args.strict,
+            progress=not args.quiet,
+        )
+    print(summary(written, args.out))
 
 
 def run_attention(args: argparse.Namespace) -> None:
@@ -564,9 +678,8 @@ def run_attention(args: argparse.Namespace) -> None:
 
     points = parse_points(args.points)
     check_writable_dir(args.out)
-    written = attention_figures(
-        args.checkpoint, args.image, points, args.out, args.channels, args.device
-    )
+    model = torch_model(args)
+    written = attention_figures(model, args.image, points, args.out, args.channels)
     if not args.quiet:
         print("\n".join(str(path) for path in written))
 
@@ -583,8 +696,9 @@ def run_export(args: argparse.Namespace) -> None:
                 f"--input-size {args.input_size[0]},{args.input_size[1]} and {flag} {value} "
                 "disagree; give --input-size or --height/--width"
             )
+    model = torch_model(args)
     path = export_onnx(
-        args.checkpoint,
+        model,
         args.onnx,
         height,
         width,
@@ -593,10 +707,31 @@ def run_export(args: argparse.Namespace) -> None:
         all_heads=args.all_heads,
         int8=args.int8,
         calibration=args.calibration,
-        device=args.device,
     )
     if not args.quiet:
         print(f"wrote {path}")
+        if args.int8:
+            print(calibration_line(path))
+        if not args.dynamic:
+            native = model.config.get("input_size") or (None, None)
+            height, width = height or native[0], width or native[1]
+            print(
+                f"fixed size {height}x{width} (H x W): danet keeps other images' aspect ratio "
+                "(fitted inside and padded); other runtimes must do the same or squash them"
+            )
+
+
+def calibration_line(path: str | Path) -> str:
+    """Which images an int8 file was calibrated on, from its metadata (one line)."""
+    import json
+
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    files = json.loads(meta.get("calibration", "[]"))
+    shown = ", ".join(files[:8]) + (", ..." if len(files) > 8 else "")
+    return f"int8: calibrated on {len(files)} image(s): {shown}"
 
 
 def run_demo(args: argparse.Namespace) -> None:
@@ -630,7 +765,9 @@ def run_explore(args: argparse.Namespace) -> None:
     require_gradio()
     from danet.app.ui import serve
 
-    serve(args.checkpoint, args.compare, args.port, args.max_pixels, args.device)
+    names = [str(c) for c in (args.checkpoint, args.compare) if c]
+    models = {n: torch_model(argparse.Namespace(checkpoint=n, device=args.device)) for n in names}
+    serve(models, args.port, args.max_pixels)
 
 
 def run_weights(args: argparse.Namespace) -> None:
@@ -665,10 +802,50 @@ def _one_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+def _check_paths(args: argparse.Namespace) -> None:
+    """The checks that need no torch, before ``--device`` loads it: the inputs exist, the
+    output folder or file can be written, the inference flags make sense."""
+    for given in [*getattr(args, "inputs", []), getattr(args, "image", None)]:
+        if given is not None and not Path(given).exists():
+            raise FileNotFoundError(f"{given}: no such file or folder")
+    if args.command in ("predict", "attention", "demo"):
+        check_writable_dir(args.out)
+    if args.command == "export":
+        check_writable_file(args.onnx)
+    if getattr(args, "json", None):
+        check_writable_file(args.json)
+    if hasattr(args, "scales"):
+        settings_from(args)
+
+
 def _check_device(args: argparse.Namespace) -> None:
-    """Resolve ``--device`` (train checks its recipe's) and say which device is used."""
-    if getattr(args, "device", None) and args.command != "train":
-        args.device = say_device(args.device, getattr(args, "quiet", False))
+    """Resolve ``--device`` (train checks its recipe's) and say which device is used;
+    onnxruntime runs on the CPU, and saying so loads no torch."""
+    if not getattr(args, "device", None) or args.command == "train":
+        return
+    if hasattr(args, "backend") and backend_of(args) == "onnxruntime":
+        if args.device not in ("auto", "cpu"):
+            raise ValueError(f"--device {args.device}: --backend onnxruntime runs on the CPU")
+        args.device = "cpu"
+        if not getattr(args, "quiet", False):
+            print("device: cpu")
+        return
+    args.device = say_device(args.device, getattr(args, "quiet", False))
+
+
+class _Warnings(logging.Handler):
+    """The library's log records on stderr as ``danet: warning: ...`` lines (stderr as it is
+    when each is written, so that a test's capture sees them)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"danet: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+
+
+def say_library_warnings() -> None:
+    """Show the ``danet`` loggers' warnings on stderr, once per process."""
+    root = logging.getLogger("danet")
+    if not any(isinstance(h, _Warnings) for h in root.handlers):
+        root.addHandler(_Warnings(logging.WARNING))
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -713,9 +890,11 @@ def _main(argv: list[str] | None = None) -> int:
         return 2
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
+    say_library_warnings()
     own_signals = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if own_signals else None
     try:
+        _check_paths(args)
         _check_device(args)
         COMMANDS[args.command](args)
     except (*EXPECTED_ERRORS, OSError, RuntimeError) as err:
@@ -723,7 +902,7 @@ def _main(argv: list[str] | None = None) -> int:
         # another run holding the run folder, and what torch raises on bad input
         if args.debug:
             raise
-        print(f"danet {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        print(f"danet {args.command}: error: {flag_names(_one_line(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
         name = err.args[0] if err.args else "SIGINT"

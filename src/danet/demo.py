@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from danet import assets
+import danet.assets as assets
 from danet.analysis.attention_maps import attention_figures
 from danet.data import build_dataset
 from danet.inference.files import predict_paths
+from danet.loading import load
 from danet.model.card import model_card
 from danet.model.checkpoint import TRAIN_STATE_NAME, bundled_models
-from danet.model.danet import load
 from danet.training.config import TrainConfig
 from danet.training.evaluate import evaluate
 from danet.training.loop import train
@@ -83,15 +83,14 @@ def run_demo(
         checkpoint = "camvid"
     print(f"checkpoint: {checkpoint}")
 
+    model = load(checkpoint, map_location=device)  # opened once, for all three
     predictions = out / "predictions"
-    predict_paths(checkpoint, [images], predictions, device=device)
+    predict_paths(model, [images], predictions)
     figures = attention_figures(
-        checkpoint, images / DEMO_IMAGE, list(DEMO_POINTS.values()), out / "attention", None, device
+        model, images / DEMO_IMAGE, list(DEMO_POINTS.values()), out / "attention"
     )
-
-    model = load(checkpoint, map_location=device)
     dataset = build_dataset("camvid", SAMPLES_DIR, "val")
-    metrics = evaluate(model, dataset, device=device)
+    metrics = evaluate(model, dataset)
     where = "the images it was trained on" if trained_here else "the bundled samples"
     print(f"mIoU {100 * metrics['miou']:.1f}% on {len(dataset)} images ({where})")
     card = None if trained_here else model_card(str(checkpoint))

@@ -70,3 +70,8 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
     """Raise a ValueError that names the option unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{name}={value!r} is not one of {tuple(choices)}")
+
+
+REACH_RADIUS = 3
+"""Keys within this Chebyshev distance (feature pixels) of a query count as local in the PAM
+reach figures (``danet inspect --reach-radius``)."""

@@ -83,7 +83,8 @@ def test_export_input_size_and_old_aliases(monkeypatch: pytest.MonkeyPatch) -> N
     assert main(["export", "--onnx", "m.onnx", "--input-size", "64,96"]) == 0
     assert main(["export", "--checkpoint", "camvid", "--onnx", "m.onnx", "--height", "32",
                  "--width", "48"]) == 0  # fmt: skip
-    assert [c[:4] for c in calls] == [("camvid", "m.onnx", 64, 96), ("camvid", "m.onnx", 32, 48)]
+    assert [c[1:4] for c in calls] == [("m.onnx", 64, 96), ("m.onnx", 32, 48)]
+    assert all(isinstance(c[0], danet.DANet) for c in calls)  # the model, opened once
 
 
 def test_eval_takes_dataset_and_root_from_the_run(

@@ -28,7 +28,7 @@ def test_three_files_per_image_at_input_size(checkpoint: Path, tmp_path: Path) -
     a = _image(tmp_path / "a.png", (50, 70))
     b = _image(tmp_path / "b.jpg", (33, 41), seed=1)
     out = tmp_path / "out"
-    written = predict_paths(checkpoint, [a, b], out, batch_size=2)
+    written = predict_paths(danet.load(checkpoint), [a, b], out, batch_size=2)
     names = {p.name for p in written}
     assert names == {f"{s}_{k}.png" for s in "ab" for k in ("label", "color", "overlay")}
     model = danet.load(checkpoint)
@@ -57,7 +57,7 @@ def test_folder_input_and_batches_of_mixed_sizes(checkpoint: Path, tmp_path: Pat
         _image(folder / f"img{i}.png", size, seed=i)
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "out"
-    written = predict_paths(checkpoint, [folder], out, batch_size=2)
+    written = predict_paths(danet.load(checkpoint), [folder], out, batch_size=2)
     assert len(written) == 3 * len(sizes)
     model = danet.load(checkpoint)
     for i, size in enumerate(sizes):
@@ -70,7 +70,7 @@ def test_folder_input_and_batches_of_mixed_sizes(checkpoint: Path, tmp_path: Pat
 def test_video_frames(checkpoint: Path, tmp_path: Path) -> None:
     path = make_video(tmp_path / "clip.avi")
     out = tmp_path / "out"
-    written = predict_paths(checkpoint, [path], out)
+    written = predict_paths(danet.load(checkpoint), [path], out)
     assert len(written) == 9
     for i in range(3):
         label = np.asarray(Image.open(out / f"clip_{i:06d}_label.png"))
@@ -81,7 +81,9 @@ def test_palette_falls_back_when_config_has_none(tmp_path: Path) -> None:
     model = danet.DANet(num_classes=5, backbone="mobilenetv2_100", input_size=[32, 32])
     checkpoint = danet.save_model(model, tmp_path / "model")
     out = tmp_path / "out"
-    predict_paths(checkpoint, [_image(tmp_path / "a.png", (32, 32))], out, legend="none")
+    predict_paths(
+        danet.load(checkpoint), [_image(tmp_path / "a.png", (32, 32))], out, legend="none"
+    )
     label = np.asarray(Image.open(out / "a_label.png"))
     color = np.asarray(Image.open(out / "a_color.png"))
     np.testing.assert_array_equal(color, np.array(color_map(5), np.uint8)[label])
@@ -90,11 +92,11 @@ def test_palette_falls_back_when_config_has_none(tmp_path: Path) -> None:
 
 def test_missing_and_bad_inputs(checkpoint: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nope.png"):
-        predict_paths(checkpoint, [tmp_path / "nope.png"], tmp_path / "out")
+        predict_paths(danet.load(checkpoint), [tmp_path / "nope.png"], tmp_path / "out")
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png")
     with pytest.raises(DataError, match="broken.png"):
-        predict_paths(checkpoint, [bad], tmp_path / "out", strict=True)
+        predict_paths(danet.load(checkpoint), [bad], tmp_path / "out", strict=True)
 
 
 def test_cli_exit_status(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -60,7 +60,7 @@ def test_exif_orientation_is_applied(tmp_path: Path, checkpoint: Path) -> None:
     upright = read_image(path)
     assert upright.shape == (40, 20, 3)
     assert upright[:20].mean() > 200 and upright[20:].mean() < 50  # white on top once upright
-    predict_paths(checkpoint, [path], tmp_path / "out", progress=False)
+    predict_paths(danet.load(checkpoint), [path], tmp_path / "out", progress=False)
     assert np.asarray(Image.open(tmp_path / "out" / "phone_label.png")).shape == (40, 20)
 
 
@@ -73,16 +73,20 @@ def test_folders_are_recursive_and_bad_files_are_skipped(
     _image(root / "frankfurt" / "deep" / "c.jpg", (20, 30), seed=2)
     (root / "frankfurt" / "broken.png").write_bytes(b"not a png")
     out = tmp_path / "out"
-    written = predict_paths(checkpoint, [root], out, progress=False)
+    written = predict_paths(danet.load(checkpoint), [root], out, progress=False)
     assert len(written) == 9
     for name in ("a", "frankfurt/b", "frankfurt/deep/c"):
         assert (out / f"{name}_label.png").is_file(), name
     err = capsys.readouterr().err
     assert "broken.png" in err and "skipped 1 unreadable file" in err
     with pytest.raises(DataError, match="broken.png"):
-        predict_paths(checkpoint, [root], tmp_path / "strict", strict=True, progress=False)
+        predict_paths(
+            danet.load(checkpoint), [root], tmp_path / "strict", strict=True, progress=False
+        )
     with pytest.raises(DataError, match="broken.png"):  # nothing readable: an error all the same
-        predict_paths(checkpoint, [root / "frankfurt" / "broken.png"], tmp_path / "none")
+        predict_paths(
+            danet.load(checkpoint), [root / "frankfurt" / "broken.png"], tmp_path / "none"
+        )
     args = ["predict", str(root), "--checkpoint", str(checkpoint), "--quiet"]
     assert main([*args, "--out", str(tmp_path / "cli")]) == 0
     assert main([*args, "--out", str(tmp_path / "cli2"), "--strict"]) == 2
@@ -104,7 +108,7 @@ def test_legend_lists_the_classes_shown() -> None:
 
 def test_video_gives_an_overlay_video(tmp_path: Path, checkpoint: Path) -> None:
     path = make_video(tmp_path / "clip.avi")
-    written = predict_paths(checkpoint, [path], tmp_path / "out", overlay_video=True)
+    written = predict_paths(danet.load(checkpoint), [path], tmp_path / "out", overlay_video=True)
     video = tmp_path / "out" / "clip_overlay.mp4"
     assert video in written
     capture = cv2.VideoCapture(str(video))

@@ -25,7 +25,7 @@ def test_sliding_windows_are_capped_before_any_runs() -> None:
             return {"out": x.new_zeros(x.shape[0], 2, *x.shape[2:])}
 
     x = torch.zeros(1, 3, 1200, 1200)
-    with pytest.raises(ValueError, match=rf"--sliding-window: .* more than the {MAX_WINDOWS}"):
+    with pytest.raises(ValueError, match=rf"sliding_window: .* more than the {MAX_WINDOWS}"):
         predict_probs(Counting(), x, sliding_window=True, input_size=[32, 32])
     assert Counting.calls == 0
     assert (

@@ -135,8 +135,10 @@ def test_load_says_what_a_foreign_file_is(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="photo.jpg: this is a JPEG image.*danet predict"):
         danet.load(tmp_path / "photo.jpg")
     (tmp_path / "model.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")
-    with pytest.raises(ValueError, match="model.onnx: this is an ONNX graph"):
-        danet.load(tmp_path / "model.onnx")
+    with pytest.raises(ValueError, match="model.onnx: onnxruntime cannot load it"):
+        danet.load(tmp_path / "model.onnx")  # an .onnx file opens in onnxruntime
+    with pytest.raises(ValueError, match="model.onnx: an ONNX file needs backend='onnxruntime'"):
+        danet.load(tmp_path / "model.onnx", backend="torch")
 
 
 @pytest.mark.parametrize("backbone", ["vit_small_patch16_224", "swin_tiny_patch4_window7_224"])

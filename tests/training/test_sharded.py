@@ -62,14 +62,17 @@ def test_sharded_predict_writes_each_image_once(
             folder / f"img{i}.png"
         )
     video = make_video(tmp_path / "clip.avi")
-    one = {p.name for p in predict_paths(checkpoint, [folder, video], tmp_path / "one")}
+    one = {p.name for p in predict_paths(danet.load(checkpoint), [folder, video], tmp_path / "one")}
     shares = []
     monkeypatch.setattr(dist, "is_initialized", lambda: True)
     monkeypatch.setattr(dist, "get_world_size", lambda: 2)
     for rank in (0, 1):
         monkeypatch.setattr(dist, "get_rank", lambda rank=rank: rank)
         shares.append(
-            {p.name for p in predict_paths(checkpoint, [folder, video], tmp_path / "two")}
+            {
+                p.name
+                for p in predict_paths(danet.load(checkpoint), [folder, video], tmp_path / "two")
+            }
         )
     assert {n.rsplit("_", 1)[0] for n in shares[0]} == {"img0", "img2", "clip_000001"}
     assert shares[0] | shares[1] == one and not shares[0] & shares[1] and len(one) == 18

@@ -17,9 +17,8 @@ import torch
 import danet
 from danet.cli import main
 from danet.data import build_dataset
-from danet.data.transforms import normalize
 from danet.model.checkpoint import read_training_state, save_training_state
-from danet.model.segment import predict_probs
+from danet.model.segment import predict_labels
 from danet.training.config import TrainConfig
 from danet.training.loop import TrainingDiverged, clip_to_norm, train
 
@@ -75,9 +74,7 @@ def test_eval_matches_hand_computation(camvid_root: Path, tmp_path: Path, small_
     correct = total = 0
     model = danet.load(tmp_path / "m")  # as eval loads it (channels_last on the CPU)
     for image, mask in build_dataset("camvid", camvid_root, "val"):
-        x = normalize(image, model.mean, model.std)[None]  # the labels as eval makes them
-        size = model.config.get("input_size")
-        pred = predict_probs(model, x, (0.75, 1.0), True, False, size).argmax(1)[0].numpy()
+        pred = predict_labels(model, [image], scales=(0.75, 1.0), flip=True)[0]  # as predict
         valid = mask != 255
         correct += int((pred[valid] == mask[valid]).sum())
         total += int(valid.sum())

@@ -21,11 +21,10 @@ from torch.func import functional_call
 
 from danet.analysis.diagnostics import AttentionInputs
 from danet.data import read_image
-from danet.data.transforms import normalize
 from danet.model.attention import ChannelAttention, PositionAttention
 from danet.model.danet import DANet, load
-from danet.model.segment import to_rgb_array
 from danet.utils.atomic import atomic_write
+from danet.utils.images import as_rgb, prepare
 
 TOP_CHANNELS = 6
 
@@ -202,14 +201,15 @@ def default_points(width: int, height: int) -> list[tuple[int, int]]:
 
 @torch.no_grad()
 def attention_figures(
-    checkpoint: str | Path,
+    model: DANet | str | Path,
     image: str | Path | np.ndarray,
     points: Sequence[tuple[int, int]],
     out: str | Path,
     channels: Sequence[int] | None = None,
     device: str = "cpu",
 ) -> list[Path]:
-    """Draw the paper's attention figures for one image; returns the PNGs written into ``out``.
+    """Draw the paper's attention figures of ``model`` (a checkpoint is opened on ``device``)
+    for one image; returns the PNGs written into ``out``.
 
     - ``pam_x<X>_y<Y>.png`` per point (x, y in image pixels; :func:`default_points` when empty):
       the pixel's position-attention map drawn over the image, as multiples of the uniform weight
@@ -218,21 +218,25 @@ def attention_figures(
     - ``cam_channels.png``: the channel-attended maps ``softmax(E) X`` of ``channels``, or of
       :func:`distinct_channels`, each with a colour bar, under a sentence saying what they are.
     """
-    model = load(checkpoint, map_location=device)
+    if isinstance(model, (str, Path)):  # a checkpoint, as callers gave before
+        origin, model = str(model), load(model, map_location=device)
+    else:
+        origin = "model"
+    device = next(model.parameters()).device
     name = str(image) if isinstance(image, (str, Path)) else "the image"
-    rgb = read_image(image) if isinstance(image, (str, Path)) else to_rgb_array(image)
+    rgb = read_image(image) if isinstance(image, (str, Path)) else as_rgb(image)
     h, w = rgb.shape[:2]
     branches = model.head.branches
     if "pam" not in branches and "cam" not in branches:
-        raise ValueError(f"{checkpoint}: model has attention='none', no attention maps to draw")
+        raise ValueError(f"{origin}: model has attention='none', no attention maps to draw")
     if points and "pam" not in branches:
         raise ValueError(
-            f"{checkpoint}: model has attention={model.head.attention!r}, without position "
+            f"{origin}: model has attention={model.head.attention!r}, without position "
             "attention; drop the points to draw the channel attention only"
         )
     if channels and "cam" not in branches:
         raise ValueError(
-            f"{checkpoint}: model has attention={model.head.attention!r}, without channel "
+            f"{origin}: model has attention={model.head.attention!r}, without channel "
             "attention; drop the channels to draw the position attention only"
         )
     points = [(int(x), int(y)) for x, y in points] or default_points(w, h)
@@ -241,8 +245,7 @@ def attention_figures(
             raise ValueError(f"point ({x}, {y}) is outside {name}, which is {w}x{h} (x, y)")
 
     input_size = model.config.get("input_size") or (h, w)
-    x_in = normalize(rgb, model.mean, model.std)[None]
-    x_in = F.interpolate(x_in, tuple(input_size), mode="bilinear", align_corners=False)
+    x_in = torch.from_numpy(prepare(rgb, input_size, model.mean, model.std))[None]
     with AttentionInputs(model) as probe, torch.no_grad():
         logits = model(x_in.to(device))["out"]  # (1, K, h', w')
     features = probe.pop()

@@ -33,14 +33,13 @@ from torch import nn
 from danet.data.labels import downsample_labels
 from danet.model.attention import ChannelAttention, PositionAttention
 from danet.model.attention_inputs import AttentionInputs, attention_modules
+from danet.options import REACH_RADIUS  # noqa: F401 (kept importable from here)
 
 __all__ = ["AttentionInputs", "AttentionStats", "attention_modules", "reach", "row_reach"]
 
 ROWS_PER_BLOCK = 1024
 """Query rows of the PAM matrix built at a time: memory is O(ROWS_PER_BLOCK * N), never N x N."""
 
-REACH_RADIUS = 3
-"""Chebyshev distance, in feature pixels, within which a key counts as local to its query."""
 
 REACH_KEYS = (
     "pam_self_mass",

@@ -30,9 +30,10 @@ from torch import nn
 from danet.analysis.diagnostics import REACH_RADIUS, AttentionInputs, attention_modules, row_reach
 from danet.assets import samples_dir
 from danet.data.io import DataError, read_image, read_mask
-from danet.data.transforms import normalize
 from danet.inference.render import class_names, model_palette
-from danet.model.segment import inference_size, main_logits
+from danet.model.segment import main_logits
+from danet.utils.images import prepare
+from danet.utils.inference import inference_size
 
 SAMPLES_DIR = samples_dir("camvid")
 """The bundled CamVid frames (``val/``) and their label masks (``valannot/``)."""
@@ -165,7 +166,8 @@ class Explorer:
     def features(self, picture: Picture) -> Features:
         """Run the model once on ``picture`` and keep what the clicks need."""
         device = next(self.model.parameters()).device
-        x = normalize(picture.rgb, self.model.mean, self.model.std)[None].to(device)
+        x = prepare(picture.rgb, picture.rgb.shape[:2], self.model.mean, self.model.std)
+        x = torch.from_numpy(x)[None].to(device)
         with AttentionInputs(self.model) as probe:
             logits = main_logits(self.model, x)
         inputs = probe.pop()

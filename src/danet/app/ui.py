@@ -17,7 +17,6 @@ from typing import Any
 
 import gradio as gr
 
-import danet
 from danet.analysis.diagnostics import REACH_RADIUS
 from danet.app.explorer import (
     SESSION_LIMIT,
@@ -383,17 +382,15 @@ def check_port(host: str, port: int) -> None:
 
 
 def serve(
-    checkpoint: str,
-    compare: str | None = None,
+    models: dict[str, Any],
     port: int = 7860,
     max_pixels: int | None = None,
-    device: str = "cpu",
     host: str = "127.0.0.1",
 ) -> None:
-    """Load the checkpoint(s) onto ``device`` and serve the page on ``host:port`` until Ctrl+C."""
+    """Serve the page for ``models`` (one, or two side by side; {name: model}, opened by the
+    caller) on ``host:port`` until Ctrl+C."""
     check_port(host, port)
-    names = [str(c) for c in (checkpoint, compare) if c]
-    explorers = [Explorer(danet.load(c, map_location=device), c) for c in names]
+    explorers = [Explorer(model, name) for name, model in models.items()]
     for explorer in explorers:
         for text in explorer.missing().values():
             print(f"note: {text}")

@@ -23,6 +23,8 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from danet.utils.images import array_to_rgb  # arrays of any dtype as uint8 RGB, shared
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF", "PPM")  # Pillow's names; JPEG covers MPO
 MAX_PIXELS = 4096 * 4096
@@ -89,46 +91,6 @@ def _decoding(path: Path) -> Iterator[None]:
     # struct.error, IndexError, MemoryError...): all of them mean "this file cannot be read".
     except Exception as err:
         raise DataError(f"{path}: corrupt or truncated image ({_first_line(err)})") from None
-
-
-def _float_to_uint8(array: np.ndarray) -> np.ndarray:
-    """Floats in [0, 1], or in [0, 255] when any value is above 1; anything else is refused."""
-    finite = array[np.isfinite(array)]
-    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    if low < 0 or high > 255:
-        raise ValueError(
-            f"float image has values in [{low:.3g}, {high:.3g}]; expected pixels in [0, 1] or "
-            "[0, 255] (a normalised tensor? pass the image before normalisation)"
-        )
-    scale = 255.0 if high <= 1.0 else 1.0
-    return (np.nan_to_num(array) * scale + 0.5).astype(np.uint8)
-
-
-def _to_uint8(array: np.ndarray) -> np.ndarray:
-    """Convert pixel values to uint8: floats in [0, 1] or [0, 255] (refused outside both),
-    16- or 32-bit integers, booleans (0/255)."""
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype == np.bool_:
-        return array.astype(np.uint8) * 255  # as Pillow converts a 1-bit image
-    if np.issubdtype(array.dtype, np.floating):
-        return _float_to_uint8(array)
-    if array.dtype == np.uint16:
-        return (array >> 8).astype(np.uint8)
-    # 32-bit integer grayscale ("I"): Pillow stores 16-bit PNG/TIFF data this way too.
-    bits = 16 if array.max(initial=0) > 255 else 8
-    return (np.clip(array, 0, 2**bits - 1) >> (bits - 8)).astype(np.uint8)
-
-
-def array_to_rgb(array: np.ndarray) -> np.ndarray:
-    """Return an HxW, HxWx3 or HxWx4 array of any pixel dtype as contiguous HxWx3 uint8 RGB."""
-    array = np.asarray(array)
-    if array.ndim != 2 and (array.ndim != 3 or array.shape[2] not in (3, 4)):
-        raise ValueError(f"image has shape {array.shape}; expected HxW, HxWx3 or HxWx4")
-    array = _to_uint8(array)  # before repeating gray: a third of the work
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(array[:, :, :3])
 
 
 def _rgb(image: Image.Image, path: Path) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The backend choice: a checkpoint opened in PyTorch, or exported and run in onnxruntime.
+"""A checkpoint run in onnxruntime: exported once, with dynamic height and width, and cached.
 
 A checkpoint run with onnxruntime is exported once with dynamic height and width, so that images
 keep their aspect ratio as with PyTorch, and kept in a cache (:func:`cache_dir`, under
@@ -19,62 +19,41 @@ from typing import Any
 
 import onnxruntime as ort
 import torch
-from torch import nn
 
-from danet import __version__
 from danet.deploy.export import GRAPH_VERSION, export_onnx
 from danet.deploy.onnx_runtime import OnnxModel
 from danet.model.checkpoint import CONFIG_NAME, TRAIN_STATE_NAME, WEIGHTS_NAME, resolve
 from danet.model.danet import load
-from danet.options import BACKENDS, Backend, check_choice
+from danet.version import __version__
 
 
-def open_model(
+def onnx_model(
     checkpoint: str | Path,
-    backend: Backend = "torch",
     int8: bool = False,
-    device: str = "cpu",
     calibration: Sequence[str | Path] | None = None,
-) -> nn.Module:
-    """The model for ``danet predict``/``eval``: a :class:`danet.DANet`, or an :class:`OnnxModel`.
-
-    ``checkpoint`` may be an ``.onnx`` file (onnxruntime only); any other checkpoint is exported
-    for onnxruntime with dynamic height and width (int8 when ``int8``, see
-    :mod:`danet.deploy.quantize`) into the cache (module docstring), once.
-    """
-    check_choice("backend", backend, BACKENDS)
-    is_onnx = str(checkpoint).endswith(".onnx")
-    if backend == "torch":
-        if int8:
-            raise ValueError("--int8 needs --backend onnxruntime")
-        if is_onnx:
-            raise ValueError(f"{checkpoint}: an ONNX file needs --backend onnxruntime")
-        return load(checkpoint, map_location=device)
-    if device not in ("cpu", "auto"):
-        raise ValueError(f"--device {device}: --backend onnxruntime runs on the CPU")
-    if is_onnx:
-        if int8:
-            raise ValueError(f"{checkpoint}: already exported; pass the int8 file without --int8")
-        return OnnxModel(checkpoint)
-    calibration_files = _describe_files(calibration)  # with GRAPH_VERSION: a new graph, a new key
-    options = {
+) -> OnnxModel:
+    """A checkpoint exported for onnxruntime with dynamic height and width (int8 when ``int8``,
+    see :mod:`danet.deploy.quantize`), from the cache (module docstring) when it was exported
+    before. :func:`danet.load` calls it for ``backend="onnxruntime"``."""
+    options = {  # with GRAPH_VERSION: a new graph, a new cache key
         "int8": int8,
         "dynamic": True,
-        "calibration": calibration_files,
+        "calibration": _describe_files(calibration),
         "graph": GRAPH_VERSION,
     }
     cached = cache_dir() / f"{checkpoint_key(checkpoint, options)}.onnx"
-    if not cached.is_file():
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            export_onnx(checkpoint, cached, dynamic=True, int8=int8, calibration=calibration)
-        except PermissionError:  # a read-only cache: export for this run only
-            with tempfile.TemporaryDirectory() as tmp:
-                path = export_onnx(
-                    checkpoint, Path(tmp) / "model.onnx", dynamic=True, int8=int8,
-                    calibration=calibration,
-                )  # fmt: skip
-                return OnnxModel(path, origin=str(checkpoint))  # the session holds the weights
+    if cached.is_file():
+        return OnnxModel(cached, origin=str(checkpoint))
+    model = load(checkpoint)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        export_onnx(model, cached, dynamic=True, int8=int8, calibration=calibration)
+    except PermissionError:  # a read-only cache: export for this run only
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export_onnx(
+                model, Path(tmp) / "model.onnx", dynamic=True, int8=int8, calibration=calibration
+            )
+            return OnnxModel(path, origin=str(checkpoint))  # the session holds the weights
     return OnnxModel(cached, origin=str(checkpoint))
 
 

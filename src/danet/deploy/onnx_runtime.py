@@ -1,46 +1,52 @@
 """The onnxruntime backend: a ``danet export`` file behind the interface that inference uses.
 
 :class:`OnnxModel` reads everything it needs (class names, palette, mean/std, input size) from
-the file's metadata, and its ``forward`` returns ``{"out": logits}`` as :class:`danet.DANet`'s
-does, so that :func:`danet.model.segment.predict_probs`, ``danet predict`` and ``danet eval``
-run it unchanged. :mod:`danet.deploy.backend` picks the backend.
+the file's metadata and runs on numpy alone: ``array_logits`` is what
+:mod:`danet.utils.inference` runs, so ``danet predict``, ``danet eval`` and
+``danet.load("model.onnx").predict(...)`` take the same path as with :class:`danet.DANet`, and
+none of them imports torch.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-import torch
-from torch import nn
 
-from danet.model.checkpoint import check_metadata
+from danet.model.metadata import check_metadata
 from danet.utils.atomic import parse_json
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
-    """All graph optimisations, ``threads`` intra-op threads (default: torch's thread count)."""
+    """All graph optimisations, ``threads`` intra-op threads (default: ``OMP_NUM_THREADS`` when
+    it is set, else onnxruntime's choice, one per physical core)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or torch.get_num_threads()
+    default = os.environ.get("OMP_NUM_THREADS", "")
+    options.intra_op_num_threads = threads or (int(default) if default.isdigit() else 0)
     options.inter_op_num_threads = 1
     return options
 
 
-class OnnxModel(nn.Module):
-    """Runs a ``danet export`` file with onnxruntime on the CPU; ``forward`` returns ``{"out": ...}``.
+class OnnxModel:
+    """Runs a ``danet export`` file with onnxruntime on the CPU, in place of a :class:`danet.DANet`.
 
-    A file exported at a fixed size takes only that size (``predict_probs`` resizes to the
-    ``input_size`` it reports); batches are run one image at a time when the batch axis is fixed.
+    It has the model's ``mean``, ``std``, ``config``, ``num_classes`` and ``class_names``;
+    ``predict`` segments images as ``DANet.predict`` does, and calling it on a batch returns
+    ``{"out": logits}`` (a tensor for a tensor, an array for an array). A file exported at a
+    fixed size takes only that size: images keep their aspect ratio, fitted inside it and padded
+    (:mod:`danet.utils.inference`); batches run one image at a time when the batch axis is fixed.
     """
+
+    training = False
 
     def __init__(
         self, path: str | Path, threads: int | None = None, origin: str | None = None
     ) -> None:
-        super().__init__()
         self.path = Path(path)
         self.origin = origin or str(path)  # what error messages name
         if not self.path.is_file():
@@ -56,6 +62,9 @@ class OnnxModel(nn.Module):
         graph_input = self.session.get_inputs()[0]
         self.input_name, self.input_shape = graph_input.name, list(graph_input.shape)
 
+    def __repr__(self) -> str:
+        return f"OnnxModel({str(self.path)!r})"
+
     @property
     def num_classes(self) -> int:
         """Number of output classes."""
@@ -65,6 +74,12 @@ class OnnxModel(nn.Module):
     def class_names(self) -> list[str]:
         """The class names, in label order."""
         return list(self.config["class_names"])
+
+    @property
+    def backend(self) -> str:
+        """``"onnxruntime"``, or ``"onnxruntime int8"`` for a quantized file."""
+        meta = self.session.get_modelmeta().custom_metadata_map
+        return "onnxruntime int8" if "quantization" in meta else "onnxruntime"
 
     @property
     def fixed_size(self) -> bool:
@@ -83,19 +98,29 @@ class OnnxModel(nn.Module):
             return "linear"
         return "naive"
 
-    def _check_size(self, x: torch.Tensor) -> None:
-        for axis, (want, got) in enumerate(zip(self.input_shape[2:], x.shape[2:], strict=True)):
+    def eval(self) -> OnnxModel:
+        """Nothing to switch (as ``nn.Module.eval``): an exported graph is in eval mode."""
+        return self
+
+    def train(self, mode: bool = True) -> OnnxModel:
+        """Refuse training mode; ``train(False)`` is ``eval()``."""
+        if mode:
+            raise ValueError(f"{self.origin}: an ONNX model cannot be trained")
+        return self
+
+    def _check_size(self, shape: tuple[int, ...]) -> None:
+        for axis, (want, got) in enumerate(zip(self.input_shape[2:], shape[2:], strict=True)):
             if isinstance(want, int) and want != got:
                 raise ValueError(
                     f"{self.origin}: exported for {self.input_shape[2]}x{self.input_shape[3]} "
-                    f"inputs, got {x.shape[2]}x{x.shape[3]} (axis {axis + 2}); use scale 1.0, or "
-                    "export with --dynamic"
+                    f"inputs, got {shape[2]}x{shape[3]} (axis {axis + 2}); use scale 1.0, or "
+                    "export with dynamic=True"
                 )
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Normalised (B, 3, H, W) float batch to ``{"out": (B, classes, H, W) logits}``."""
-        self._check_size(x)
-        array = x.detach().cpu().float().numpy()
+    def array_logits(self, x: np.ndarray) -> np.ndarray:
+        """Normalised (B, 3, H, W) float32 array to (B, classes, H, W) float32 logits."""
+        self._check_size(x.shape)
+        array = np.asarray(x, dtype=np.float32)
         batches = [array[i : i + 1] for i in range(len(array))]
         if not isinstance(self.input_shape[0], int) or self.input_shape[0] == len(array):
             batches = [array]
@@ -108,7 +133,27 @@ class OnnxModel(nn.Module):
                 f"{self.origin}: the graph outputs {logits.shape} logits but the metadata names "
                 f"{self.num_classes} classes; expected (batch, {self.num_classes}, height, width)"
             )
-        return {"out": torch.from_numpy(logits)}
+        return logits.astype(np.float32, copy=False)
+
+    def __call__(self, x: Any) -> dict[str, Any]:
+        """``{"out": logits}`` of a normalised batch, as ``DANet(x)`` gives: a torch tensor in
+        gives a tensor out (torch is imported only then), an array gives an array."""
+        if hasattr(x, "detach"):  # a torch tensor
+            import torch
+
+            logits = self.array_logits(x.detach().cpu().float().numpy())
+            return {"out": torch.from_numpy(logits)}
+        return {"out": self.array_logits(np.asarray(x, dtype=np.float32))}
+
+    forward = __call__
+
+    def predict(self, image: Any, probs: bool = False, **options: Any) -> Any:
+        """Segment an image (a path, PIL, or an HxWx3 array) or a batch, as ``DANet.predict``:
+        an HxW uint8 label array per image, or (K, H, W) probabilities with ``probs``. Keyword
+        arguments are :class:`~danet.utils.inference.InferenceSettings` fields, or ``settings``."""
+        from danet.utils.inference import segment_images, settings_of
+
+        return segment_images(self, image, settings_of(**options), probs)
 
 
 def _numbers(value: Any, count: int) -> bool:

@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-import torch.nn.functional as F
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -45,10 +44,10 @@ from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
-from danet import assets
+import danet.assets as assets
 from danet.data import DATASETS, read_image
 from danet.data.io import list_images
-from danet.data.transforms import normalize
+from danet.utils.images import prepare
 
 CALIBRATION_IMAGES = 8
 """At most this many calibration images are used, spread evenly over those given."""
@@ -110,9 +109,8 @@ class _Batches(CalibrationDataReader):
 
     def _iterate(self) -> Iterator[dict[str, np.ndarray]]:
         for path in self.files:
-            x = normalize(read_image(path), self.mean, self.std)[None]  # (1, 3, h, w)
-            x = F.interpolate(x, self.size, mode="bilinear", align_corners=False)
-            yield {self.input_name: x.numpy()}
+            x = prepare(read_image(path), self.size, self.mean, self.std)[None]  # (1, 3, h, w)
+            yield {self.input_name: x}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._feeds, None)
@@ -243,6 +241,9 @@ def quantize_int8(
                 weight_type=QuantType.QInt8,
             )
     proto = onnx.load(str(int8_path))
-    onnx.helper.set_model_props(proto, {**meta, "quantization": "int8 static QDQ"})
+    names = json.dumps([f.name for f in files])  # what export --int8 says it calibrated on
+    onnx.helper.set_model_props(
+        proto, {**meta, "quantization": "int8 static QDQ", "calibration": names}
+    )
     onnx.save(proto, str(int8_path))
     return Path(int8_path)

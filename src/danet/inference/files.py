@@ -12,20 +12,18 @@ worth of pixels, so large images go one at a time.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch.distributed as dist
 
 from danet.data import DataError, read_image
 from danet.data.io import IMAGE_EXTENSIONS, MAX_PIXELS, list_images
-from danet.deploy.backend import open_model
 from danet.inference.legend import add_legend, classes_by_area
 from danet.inference.render import (
     class_names,
@@ -42,13 +40,22 @@ from danet.inference.video import (
     video_frames,
     write_overlay_video,
 )
-from danet.model.segment import check_run_size, predict_labels, run_sizes, small_image_warning
-from danet.options import LEGENDS, Backend, Legend, ResizeMode, check_choice
+from danet.options import LEGENDS, Legend, check_choice
 from danet.utils.atomic import remove_stale_temp_files
-from danet.utils.distributed import cleanup, init_distributed
+from danet.utils.inference import (
+    InferenceSettings,
+    check_run_size,
+    fixed_size,
+    label_images,
+    model_input_size,
+    run_sizes,
+    small_image_warning,
+)
 from danet.utils.progress import progress as progress_bar
 from danet.utils.progress import shrink
+from danet.utils.ranks import rank_world
 
+logger = logging.getLogger(__name__)
 OUTPUTS = ("label", "color", "overlay")
 """Each image or frame ``<name>`` gets ``<name>_label.png``, ``_color.png`` and ``_overlay.png``."""
 
@@ -74,10 +81,10 @@ def _warn_symlinked_folders(folder: Path) -> None:
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in dirs:
             if os.path.islink(os.path.join(root, name)):
-                print(
-                    f"danet: warning: {os.path.join(root, name)}: a symlinked folder, not searched "
-                    "(give it as an input of its own to predict its images)",
-                    file=sys.stderr,
+                logger.warning(
+                    "%s: a symlinked folder, not searched (give it as an input of its own to "
+                    "predict its images)",
+                    os.path.join(root, name),
                 )
 
 
@@ -94,8 +101,8 @@ def collect_inputs(inputs: Sequence[str | Path], out: str | Path | None = None) 
     """
     out_dir = Path(out).resolve() if out is not None else None
     files: list[Input] = []
-    for item in inputs:
-        path = Path(item)
+    for given in inputs:
+        path = Path(given)
         if path.is_dir():
             images = list_images(path, recursive=True)
             root = path.resolve()
@@ -190,7 +197,7 @@ def _frames(
                 raise
             skipped.append(err)
             if len(files) > 1 or count > 0:  # else it is the only error, raised at the end
-                print(f"danet: warning: skipped {err}", file=sys.stderr)
+                logger.warning("skipped %s", err)
         expected = len(range(start + (rank - start) % world, start + promised, world))
         if shortfall is not None and expected > mine:
             shortfall(expected - mine)
@@ -222,77 +229,65 @@ def _batches(
 
 
 def predict_paths(
-    checkpoint: str | Path,
+    model: Any,
     inputs: Sequence[str | Path],
     out: str | Path,
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
-    sliding_window: bool = False,
+    settings: InferenceSettings | None = None,
+    *,
     batch_size: int = 4,
-    device: str = "cpu",
-    resize: ResizeMode | None = None,
-    input_size: Sequence[int] | None = None,
-    strict: bool = False,
     legend: Legend = "color",
     overlay_video: bool = False,
+    strict: bool = False,
     progress: bool = True,
-    max_pixels: int | None = None,
-    backend: str = "torch",
-    int8: bool = False,
 ) -> list[Path]:
-    """Segment images, folders of images (recursively) and videos; write three PNGs per image.
+    """Segment images, folders of images (recursively) and videos with ``model`` (a
+    :class:`~danet.DANet` or an :class:`~danet.deploy.onnx_runtime.OnnxModel`, from
+    :func:`danet.load`); write three PNGs per image.
 
     For each input ``<name>`` (its path relative to the folder given, without suffix;
     ``<video-stem>_<frame:06d>`` for video frames) ``out`` gets ``<name>_label.png`` (class
-    indices as a palette PNG, the input's size), ``<name>_color.png`` (the checkpoint's palette)
-    and ``<name>_overlay.png`` (the colours blended onto the image). ``legend`` adds the class
-    legend to the ``"color"`` images (default), the ``"overlay"`` ones, ``"both"`` or ``"none"``;
-    the image keeps its pixels at the top left. ``overlay_video`` also writes
-    ``<video-stem>_overlay.mp4`` per video. ``resize`` and ``input_size`` (default: the
-    checkpoint's) say how an image meets the model (:mod:`danet.model.segment`; by default
-    ``"keep-aspect"``, or ``"squash"`` for an ONNX file exported at a fixed size). Unreadable files
-    are reported on stderr and skipped, unless ``strict`` (when none can be read, the first
-    one's ``DataError`` is raised). Returns the written paths. Images
-    over ``max_pixels`` (default ``danet.data.io.MAX_PIXELS``) are refused (skipped unless
-    ``strict``), and batches hold at most that many pixels. ``backend``/``int8`` pick the
-    runtime (see :func:`danet.deploy.backend.open_model`). Under torch.distributed each rank
-    segments every world-th image or frame and returns the paths it wrote.
+    indices as a palette PNG, the input's size), ``<name>_color.png`` (the model's palette) and
+    ``<name>_overlay.png`` (the colours blended onto the image). ``settings`` say how images
+    meet the model (:mod:`danet.utils.inference`); images over its pixel budget are refused
+    (skipped unless ``strict``), and batches of ``batch_size`` hold at most that many pixels.
+    ``legend`` adds the class legend to the ``"color"`` images (default), the ``"overlay"``
+    ones, ``"both"`` or ``"none"``. ``overlay_video`` also writes ``<video-stem>_overlay.mp4``
+    per video. Unreadable files are reported on stderr and skipped, unless ``strict`` (when
+    none can be read, the first one's ``DataError`` is raised). Returns the written paths. Under
+    torch.distributed each rank segments every world-th image or frame.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be at least 1")
-    check_choice("legend", legend, LEGENDS)
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    world = dist.get_world_size() if dist.is_initialized() else 1
-    if overlay_video and world > 1:
-        raise ValueError("--overlay-video needs one process: its frames would be split over ranks")
+    runner = _runner(model, batch_size, legend, overlay_video)
+    settings = settings or InferenceSettings()
+    max_pixels = settings.max_pixels
+    rank, world = rank_world()
     files = collect_inputs(inputs, out)
-    model = open_model(checkpoint, backend, int8, device)
-    if model.num_classes > 256:
-        raise ValueError(f"{checkpoint}: {model.num_classes} classes do not fit a uint8 label PNG")
-    if resize is None:
-        resize = "squash" if getattr(model, "fixed_size", False) else "keep-aspect"
-    palette = model_palette(model)
-    names = class_names(model)
-    input_size = input_size or model.config.get("input_size")
+    input_size = model_input_size(model, settings)
+    fit = fixed_size(model) is not None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for folder in {(out / item.name).parent for item in files}:  # of killed runs
-        stale = (*(f"*_{kind}.png" for kind in OUTPUTS), "*_overlay.mp4")
-        remove_stale_temp_files(folder, stale)
+        remove_stale_temp_files(folder, (*(f"*_{kind}.png" for kind in OUTPUTS), "*_overlay.mp4"))
     total = sum(frame_count(item.path) if item.is_video else 1 for item in files)
     written: list[Path] = []
     skipped: list[DataError] = []
     overlays: dict[str, Path] = {}
     shard = len(range(rank, total, world))
 
+    attention = (  # an older --dynamic ONNX file's N x N attention has a budget of its own
+        getattr(model, "attention_form", "linear"),
+        int(getattr(model, "config", {}).get("output_stride") or 8),
+    )
+
     def check(path: Path, image: np.ndarray) -> None:
-        h, w = image.shape[:2]
-        check_run_size(
-            h, w, input_size, resize, scales, sliding_window, max_pixels, str(path), model
-        )
+        try:
+            check_run_size(
+                image.shape[0], image.shape[1], input_size, settings, str(path), fit, *attention
+            )
+        except ValueError as err:
+            raise DataError(str(err)) from None
 
     def run_pixels(image: np.ndarray) -> int:
-        sizes = run_sizes(*image.shape[:2], input_size, resize, scales, sliding_window)
+        sizes = run_sizes(image.shape[0], image.shape[1], input_size, settings, fit)
         return max(h * w for h, w in sizes)
 
     with progress_bar(shard, "predict", unit="img", quiet=not progress) as bar:
@@ -303,75 +298,91 @@ def predict_paths(
         frames = _frames(files, strict, skipped, max_pixels, rank, world, check, shortfall)
         for batch in _batches(frames, batch_size, max_pixels, run_pixels):
             images = [image for _, image in batch]
-            labels = predict_labels(
-                model, images, scales, flip, sliding_window, input_size, resize, device, max_pixels
-            )  # (B, H, W) uint8
+            labels = label_images(runner, images, settings)  # (B, H, W) uint8
             for (name, image), label in zip(batch, labels, strict=True):
-                message = small_image_warning(*image.shape[:2], input_size)
+                message = small_image_warning(image.shape[0], image.shape[1], input_size)
                 if message:
-                    print(f"danet: warning: {name}: {message}", file=sys.stderr)
-                stem = out / name
-                stem.parent.mkdir(parents=True, exist_ok=True)
-                written.append(
-                    save_label_png(label, palette, stem.with_name(f"{stem.name}_{OUTPUTS[0]}.png"))
-                )
-                shown = classes_by_area(label, model.num_classes) if legend != "none" else []
-                # each picture is written and let go before the next: a photo's memory is a few
-                # copies of its pixels, not one per output
-                color = colorize(label, palette)
-                blended = overlay(image, color)
-                if legend in ("color", "both"):
-                    color = add_legend(color, shown, names, palette)
-                written.append(save_png(color, stem.with_name(f"{stem.name}_{OUTPUTS[1]}.png")))
-                del color
-                if legend in ("overlay", "both"):
-                    blended = add_legend(blended, shown, names, palette)
-                written.append(save_png(blended, stem.with_name(f"{stem.name}_{OUTPUTS[2]}.png")))
-                del blended
+                    logger.warning("%s: %s", name, message)
+                written += write_outputs(out / name, image, label, model, legend)
                 overlays[name] = written[-1]
             bar.update(len(batch))
     if overlay_video:
-        for item in files:
-            frames = [p for n, p in overlays.items() if n.rsplit("_", 1)[0] == str(item.name)]
-            if item.is_video and frames:
-                video = out / f"{item.name}_overlay.mp4"
-                written.append(write_overlay_video(frames, video, video_fps(item.path)))
-    if skipped and not written:  # nothing could be read: an error, as with --strict
+        written += _overlay_videos(files, overlays, out)
+    _report_skipped(skipped, written)
+    return written
+
+
+def _runner(model: Any, batch_size: int, legend: Legend, overlay_video: bool) -> Any:
+    """Check :func:`predict_paths`'s arguments; return ``model`` as the inference path runs it
+    (any module that maps a batch to ``{"out": logits}`` is wrapped)."""
+    if isinstance(model, (str, Path)):
+        raise TypeError(
+            f"predict_paths takes a model, not {str(model)!r}: open it with danet.load() first"
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be at least 1")
+    check_choice("legend", legend, LEGENDS)
+    if overlay_video and rank_world()[1] > 1:
+        raise ValueError("overlay_video needs one process: its frames would be split over ranks")
+    if model.num_classes > 256:
+        raise ValueError(f"{model.num_classes} classes do not fit a uint8 label PNG")
+    if hasattr(model, "array_logits"):
+        return model
+    from danet.model.segment import ArrayModel
+
+    return ArrayModel(model)
+
+
+def _report_skipped(skipped: Sequence[DataError], written: Sequence[Path]) -> None:
+    """Raise when no input could be read (as with ``strict``); else say how many were skipped."""
+    if skipped and not written:
         if len(skipped) == 1:
             raise skipped[0]
         raise DataError(f"none of the {len(skipped)} inputs could be read (warnings above)")
     if skipped:
-        print(f"danet: warning: skipped {len(skipped)} unreadable file(s)", file=sys.stderr)
+        logger.warning("skipped %d unreadable file(s)", len(skipped))
+
+
+def write_outputs(
+    stem: Path, image: np.ndarray, label: np.ndarray, model: Any, legend: Legend = "color"
+) -> list[Path]:
+    """Write ``<stem>_label.png``, ``_color.png`` and ``_overlay.png`` for one image and its
+    labels (the overlay last); ``legend`` says which get the class legend."""
+    palette, names = model_palette(model), class_names(model)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_name(f"{stem.name}_{kind}.png") for kind in OUTPUTS]
+    written = [save_label_png(label, palette, paths[0])]
+    shown = classes_by_area(label, model.num_classes) if legend != "none" else []
+    # each picture is written and let go before the next: a photo's memory is a few copies of
+    # its pixels, not one per output
+    color = colorize(label, palette)
+    blended = overlay(image, color)
+    if legend in ("color", "both"):
+        color = add_legend(color, shown, names, palette)
+    written.append(save_png(color, paths[1]))
+    del color
+    if legend in ("overlay", "both"):
+        blended = add_legend(blended, shown, names, palette)
+    written.append(save_png(blended, paths[2]))
     return written
 
 
-def predict_command(
-    inputs: Sequence[str | Path],
-    checkpoint: str | Path,
-    out: str | Path,
-    resize: ResizeMode | None = None,
-    device: str = "cpu",
-    backend: Backend = "torch",
-    **options: Any,
-) -> list[Path]:
-    """``danet predict``: :func:`predict_paths`, a share of the inputs per rank under torchrun,
-    and a summary on stdout. ``resize`` defaults as in :func:`predict_paths`."""
-    rank, world, dev = init_distributed(device)
-    try:
-        written = predict_paths(
-            checkpoint,
-            inputs,
-            out,
-            device=str(dev),
-            resize=resize,
-            backend=backend,
-            **options,
-        )
-    finally:
-        cleanup()
+def _overlay_videos(files: Sequence[Input], overlays: dict[str, Path], out: Path) -> list[Path]:
+    """``<video-stem>_overlay.mp4`` of each video's overlay PNGs."""
+    videos = []
+    for item in files:
+        frames = [p for n, p in overlays.items() if n.rsplit("_", 1)[0] == str(item.name)]
+        if item.is_video and frames:
+            video = out / f"{item.name}_overlay.mp4"
+            videos.append(write_overlay_video(frames, video, video_fps(item.path)))
+    return videos
+
+
+def summary(written: Sequence[Path], out: str | Path) -> str:
+    """``danet predict``'s closing lines: how many PNG triples went where, and each video."""
+    rank, world = rank_world()
     where = f" (rank {rank} of {world})" if world > 1 else ""
     pngs = [p for p in written if p.suffix == ".png"]
-    print(f"wrote {len(pngs) // 3} label/color/overlay PNG triples to {out}{where}")
-    for video in (p for p in written if p.suffix == ".mp4"):
-        print(f"wrote {video}")
-    return written
+    lines = [f"wrote {len(pngs) // 3} label/color/overlay PNG triples to {out}{where}"]
+    lines += [f"wrote {video}" for video in written if video.suffix == ".mp4"]
+    return "\n".join(lines)

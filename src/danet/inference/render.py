@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 from PIL import Image
-from torch import nn
 
 from danet.data.classes import class_names_or_default, palette_or_default
 from danet.utils.atomic import atomic_write
@@ -15,7 +15,7 @@ from danet.utils.atomic import atomic_write
 OVERLAY_ALPHA = 0.5
 
 
-def model_palette(model: nn.Module) -> np.ndarray:
+def model_palette(model: Any) -> np.ndarray:
     """The checkpoint's palette as (K, 3) uint8, or a generated one when its config has none."""
     palette = palette_or_default(model.config.get("palette"), model.num_classes)
     return np.asarray(palette, dtype=np.uint8).reshape(model.num_classes, 3)
@@ -50,6 +50,6 @@ def save_png(array: np.ndarray, path: Path) -> Path:
     return path
 
 
-def class_names(model: nn.Module) -> list[str]:
+def class_names(model: Any) -> list[str]:
     """The checkpoint's class names, or fallback names when its config has none."""
     return class_names_or_default(model.config.get("class_names"), model.num_classes)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 from PIL import Image
@@ -15,6 +14,8 @@ from PIL import Image
 from danet.data import DataError
 from danet.data.io import check_pixels
 from danet.utils.atomic import atomic_write
+
+logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -45,10 +46,13 @@ def video_frames(path: Path, max_pixels: int | None = None) -> Iterator[tuple[in
     if index == 0:
         raise DataError(f"{path}: video has no readable frames")
     if index < promised:
-        print(
-            f"danet: warning: {path}: read {index} of the {promised} frames its header promises "
-            f"(truncated or damaged?); predicted the {index} read",
-            file=sys.stderr,
+        logger.warning(
+            "%s: read %d of the %d frames its header promises (truncated or damaged?); "
+            "predicted the %d read",
+            path,
+            index,
+            promised,
+            index,
         )
 
 
@@ -76,6 +80,8 @@ def _encode(frames: Sequence[Path], path: str, fps: float) -> None:
     first = _rgb_png(frames[0])
     h, w = first.shape[:2]
     rate = Fraction(fps).limit_denominator(1001)
+    import av  # only --overlay-video writes with it: not loaded for images
+
     with av.open(path, "w", format="mp4", options={"movflags": "+faststart"}) as container:
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height = w + w % 2, h + h % 2

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from danet import assets
+import danet.assets as assets
 from danet.model.checkpoint import resolve
 
 CARD_NAME = "card.json"

@@ -16,14 +16,13 @@ from huggingface_hub import PyTorchModelHubMixin
 from safetensors.torch import save
 from torch import nn
 
-from danet import assets
+import danet.assets as assets
 from danet.model.backbone import create_features
 from danet.model.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     bundled_models,
     check_finite,
-    check_metadata,
     check_shapes,
     model_file,
     read_config_beside,
@@ -33,6 +32,7 @@ from danet.model.checkpoint import (
     safetensors_shapes,
 )
 from danet.model.head import DAHead, FCNHead
+from danet.model.metadata import check_metadata
 from danet.model.pretrained import imagenet_weights, load_backbone_weights
 from danet.options import (
     BACKBONES,
@@ -242,12 +242,20 @@ class DANet(
         uint8 label array per image (:attr:`class_names` names its values), or (K, H, W)
         probabilities with
         ``probs=True``. The aspect ratio is kept (``resize="keep-aspect"``; ``"squash"`` resizes
-        to ``input_size``). Keyword arguments go to :func:`danet.model.segment.segment` (``scales``,
-        ``flip``, ``sliding_window``, ``resize``, ``probs``, ``device``).
+        to ``input_size``). Keyword arguments go to :func:`danet.model.segment.segment` (``settings``, an
+        :class:`~danet.utils.inference.InferenceSettings`, or ``scales``, ``flip``,
+        ``sliding_window``, ``resize``, ``probs``, ``device``).
         """
-        from danet.model.segment import segment  # albumentations and cv2: loaded on use
+        from danet.model.segment import segment  # cv2: loaded on use
 
         return segment(self, image, **kwargs)
+
+    def array_logits(self, x: np.ndarray) -> np.ndarray:
+        """The ``"out"`` logits (B, K, H, W) float32 of a normalised (B, 3, H, W) float32 array,
+        run on the model's device: how :mod:`danet.utils.inference` runs a model."""
+        from danet.model.segment import logits_array
+
+        return logits_array(self, x)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> DANet:

@@ -18,14 +18,18 @@ exports hold.
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from danet.data.io import DataError
-from danet.options import check_choice
+from danet.utils.attention_budget import (  # noqa: F401  (their home is torch-free)
+    ATTENTION_FORMS,
+    QUERY_BLOCK,
+    AttentionForm,
+    attention_bytes,
+    check_attention_budget,
+)
 
 if TYPE_CHECKING:  # onnx is imported where a graph is rewritten, not with the model
     from onnx import GraphProto, ModelProto, NodeProto
@@ -33,13 +37,6 @@ if TYPE_CHECKING:  # onnx is imported where a graph is rewritten, not with the m
 DOMAIN = "danet"
 """The ONNX domain of the placeholder node, gone from the graph after :func:`expand_query_blocks`."""
 OP_TYPE = "QueryBlockAttention"
-
-AttentionForm = Literal["linear", "naive"]
-ATTENTION_FORMS: tuple[str, ...] = get_args(AttentionForm)
-
-QUERY_BLOCK = 256
-"""Query rows per ``Scan`` iteration: one block's scores take 256 * N * 4 bytes (22 MiB at
-N = 21,600), and at N = 2700 the graph is as fast as the naive one (docs/deployment.md)."""
 
 
 class QueryBlockAttention(torch.autograd.Function):
@@ -182,36 +179,3 @@ def expand_query_blocks(model: ModelProto) -> int:
     del model.opset_import[:]
     model.opset_import.extend(kept)
     return count
-
-
-def attention_bytes(n: int, form: AttentionForm = "linear", batch: int = 1) -> int:
-    """Bytes of the largest tensors one position attention over ``n`` positions holds in an
-    exported graph: its float32 scores and their softmax, (n, n) each in the ``"naive"`` form,
-    (:data:`QUERY_BLOCK`, n) each in the ``"linear"`` one (a ``Scan`` over query blocks)."""
-    check_choice("form", form, ATTENTION_FORMS)
-    rows = n if form == "naive" else min(QUERY_BLOCK, n)
-    return 2 * batch * rows * n * 4
-
-
-def check_attention_budget(
-    height: int,
-    width: int,
-    output_stride: int,
-    form: AttentionForm,
-    max_pixels: int,
-    origin: str = "image",
-) -> None:
-    """Refuse, in one line (:class:`~danet.data.io.DataError`), a ``height`` x ``width`` run whose
-    position attention (:func:`attention_bytes`) would hold more than the linear form does at the
-    pixel budget ``max_pixels``: the budget that bounds PyTorch and the ``Scan`` graph bounds the
-    naive N x N graph of an older ``--dynamic`` export too."""
-    n = math.ceil(height / output_stride) * math.ceil(width / output_stride)
-    budget = attention_bytes(max(max_pixels // output_stride**2, 1), "linear")
-    need = attention_bytes(n, form)
-    if need > budget:
-        raise DataError(
-            f"{origin}: at {width}x{height} this graph's position attention ({form} form, "
-            f"N = {n} positions) would hold {need / 2**30:.1f} GiB, over the "
-            f"{budget / 2**30:.2f} GiB that the pixel budget of {max_pixels} allows (--max-pixels); "
-            "export the checkpoint again (danet export --dynamic now writes linear attention)"
-        )

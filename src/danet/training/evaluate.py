@@ -1,4 +1,10 @@
-"""Evaluation: mIoU of a model on a dataset split, and ``danet eval``'s result and table."""
+"""Evaluation: mIoU of a model on a dataset split, and ``danet eval``'s result and table.
+
+:func:`evaluate` scores the labels of :func:`danet.utils.inference.label_images`, the labels
+``danet predict`` writes, with the same :class:`~danet.utils.inference.InferenceSettings`; it
+takes a :class:`~danet.DANet` or its ONNX stand-in and loads no torch for the latter (nor
+onnxruntime for the former).
+"""
 
 from __future__ import annotations
 
@@ -7,76 +13,72 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.distributed as dist
-from torch import nn
-
-from danet.analysis.diagnostics import (
-    REACH_RADIUS,
-    AttentionInputs,
-    AttentionStats,
-    reach_verdict,
-)
 from danet.data import SegmentationDataset, build_dataset
-from danet.data.transforms import normalize
-from danet.deploy.backend import open_model
-from danet.model.checkpoint import run_folder_of
-from danet.model.danet import load
-from danet.model.segment import predict_probs
+from danet.options import REACH_RADIUS
 from danet.training.metrics import ConfusionMatrix
-from danet.training.runfolder import read_run_config
 from danet.utils.atomic import dumps, write_text
-from danet.utils.distributed import cleanup, init_distributed, is_main
+from danet.utils.inference import InferenceSettings, label_images, model_input_size
 from danet.utils.progress import progress as progress_bar
+from danet.utils.ranks import is_main, rank_world
 
 
-@torch.no_grad()
 def evaluate(
-    model: nn.Module,
+    model: Any,
     dataset: SegmentationDataset,
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
-    sliding_window: bool = False,
-    device: str | torch.device = "cpu",
+    settings: InferenceSettings | Sequence[float] | None = None,
+    device: Any = None,
     progress: bool = True,
     diagnostics: bool = False,
     reach_radius: int = REACH_RADIUS,
 ) -> dict[str, Any]:
-    """mIoU, pixel accuracy and per-class IoU of ``model`` on ``dataset``, one image at a time.
+    """mIoU, pixel accuracy and per-class IoU of ``model`` on ``dataset``, one image at a time,
+    with ``settings`` (a sequence of scales is read as ``InferenceSettings(scales=...)``).
 
-    Under torch.distributed each rank takes every world-th image and the confusion matrix is
-    summed once at the end. With ``diagnostics``, ``"attention"`` holds the figures of
-    :mod:`danet.analysis.diagnostics`, measured at the first of ``scales`` (unflipped), the
-    reach figures with ``reach_radius``.
+    ``model`` is a :class:`~danet.DANet` (run on its own device; ``device`` is kept for old
+    callers) or an :class:`~danet.deploy.onnx_runtime.OnnxModel`. Under torch.distributed each
+    rank takes every world-th image and the confusion matrix is summed once at the end. With
+    ``diagnostics`` (PyTorch models only), ``"attention"`` holds the figures of
+    :mod:`danet.analysis.diagnostics`, the reach figures with ``reach_radius``.
     """
+    if settings is None or isinstance(settings, InferenceSettings):
+        settings = settings or InferenceSettings()
+    else:
+        settings = InferenceSettings(scales=tuple(settings))
+    if diagnostics and not hasattr(model, "modules"):
+        raise ValueError("diagnostics=True needs a PyTorch model (it hooks the attention modules)")
     was_training = model.training
     model.eval()
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    world = dist.get_world_size() if dist.is_initialized() else 1
+    runner = model
+    if not hasattr(model, "array_logits"):  # any module that maps a batch to {"out": logits}
+        from danet.model.segment import ArrayModel
+
+        runner = ArrayModel(model)
+    rank, world = rank_world()
     matrix = ConfusionMatrix(dataset.num_classes)
-    probe = AttentionInputs(model)
-    stats = AttentionStats(
-        probe.modules, ignore_index=dataset.meta()["ignore_index"], radius=reach_radius
-    )
+    probe = stats = None
+    if diagnostics:
+        from danet.analysis.diagnostics import AttentionInputs, AttentionStats
+
+        probe = AttentionInputs(model)
+        ignore = dataset.meta()["ignore_index"]
+        stats = AttentionStats(probe.modules, ignore_index=ignore, radius=reach_radius)
     indices = range(rank, len(dataset), world)
     bar = progress_bar(len(indices), "eval", unit="img", quiet=not (progress and is_main()))
-    with probe if diagnostics else contextlib.nullcontext():
+    with probe if probe is not None else contextlib.nullcontext():
         for i in indices:
             image, mask = dataset[i]
-            x = normalize(image, model.mean, model.std)[None].to(device)
-            probs = predict_probs(
-                model, x, scales, flip, sliding_window, model.config.get("input_size")
-            )
-            target = torch.from_numpy(mask)
-            matrix.update(probs.argmax(1)[0], target)
-            if diagnostics:
-                stats.update(probe.pop(), target[None])
+            labels = label_images(runner, [image], settings, f"image {i}")[0]
+            matrix.update(labels, mask)
+            if probe is not None and stats is not None:
+                import torch
+
+                stats.update(probe.pop(), torch.from_numpy(mask)[None])
             bar.update(1)
     bar.close()
     matrix.all_reduce()
     model.train(was_training)
-    metrics = matrix.compute()
-    if diagnostics:
+    metrics: dict[str, Any] = dict(matrix.compute())
+    if stats is not None:
         stats.all_reduce()
         metrics["attention"] = stats.compute()
     return metrics
@@ -109,82 +111,77 @@ def dataset_of_run(
     split: str | None = None,
 ) -> tuple[str, str | Path, str]:
     """``dataset``, ``data_root`` and ``split``, each defaulting to the training run's
-    (``run_config.json`` beside the checkpoint; the split to its val split, else ``val``)."""
-    run = read_run_config(run_folder_of(checkpoint))
+    (``run_config.json`` beside the checkpoint; the split to its val split, else ``val``). An
+    ``.onnx`` file has no run beside it."""
+    run: dict[str, Any] = {}
+    if not str(checkpoint).lower().endswith(".onnx"):
+        from danet.model.checkpoint import run_folder_of
+        from danet.training.runfolder import read_run_config
+
+        run = read_run_config(run_folder_of(checkpoint))
     dataset_name = dataset or run.get("dataset")
     data_root = data_root or run.get("data_root")
     split = split or run.get("val_split") or "val"
-    for flag, value in (("--dataset", dataset_name), ("--data-root", data_root)):
+    for name, value in (("dataset", dataset_name), ("data_root", data_root)):
         if not value:
             raise ValueError(
-                f"{flag} is required: {checkpoint} has no run_config.json to take it from"
+                f"{name} is required: {checkpoint} has no run_config.json to take it from"
             )
-    return dataset_name, data_root, split
+    return dataset_name, data_root, split  # type: ignore[return-value]
 
 
-def evaluate_checkpoint(
-    checkpoint: str | Path,
+def backend_name(model: Any) -> str:
+    """What ran the model, as ``danet eval``'s JSON says it: ``torch``, ``onnxruntime`` or
+    ``onnxruntime int8``."""
+    return getattr(model, "backend", "torch")
+
+
+def evaluation_report(
+    model: Any,
+    origin: str | Path,
     dataset: str | None = None,
     data_root: str | Path | None = None,
     split: str | None = None,
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
-    sliding_window: bool = False,
-    device: str = "auto",
-    backend: str = "torch",
-    int8: bool = False,
+    settings: InferenceSettings | None = None,
     diagnostics: bool = False,
     json_path: str | Path | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """``danet eval``: the metrics of a checkpoint with the settings used, as a JSON-ready dict.
+    """``danet eval``: the metrics of ``model`` (opened from ``origin``) with the settings used,
+    as a JSON-ready dict.
 
-    The dataset, data root and split default to the training run's (``run_config.json``). The
-    per-class table goes to stdout and, with ``json_path``, the result to that file. Under
-    torchrun each rank evaluates a share of the images; rank 0 prints and writes the result.
+    The dataset, data root and split default to the training run's (``run_config.json`` beside
+    ``origin``). The per-class table goes to stdout and, with ``json_path``, the result to that
+    file. Under torchrun each rank evaluates a share of the images; rank 0 prints and writes.
     """
-    if diagnostics and backend != "torch":
-        raise ValueError("--diagnostics needs --backend torch (it hooks the attention modules)")
-    dataset_name, data_root, split = dataset_of_run(checkpoint, dataset, data_root, split)
-    _, _, dev = init_distributed(device)
-    try:
-        model = open_model(checkpoint, backend, int8, str(dev))
-        data = build_dataset(dataset_name, data_root, split)
-        check_classes(model, data, checkpoint, dataset_name)
-        if not quiet and is_main():
-            print(f"dataset: {dataset_name} {split} ({len(data)} images in {data_root})")
-        metrics = evaluate(
-            model,
-            data,
-            scales,
-            flip,
-            sliding_window,
-            dev,
-            progress=not quiet,
-            diagnostics=diagnostics,
-        )
-        main_rank = is_main()
-    finally:
-        cleanup()
+    settings = settings or InferenceSettings()
+    dataset_name, data_root, split = dataset_of_run(origin, dataset, data_root, split)
+    data = build_dataset(dataset_name, data_root, split)
+    check_classes(model, data, origin, dataset_name)
+    if not quiet and is_main():
+        print(f"dataset: {dataset_name} {split} ({len(data)} images in {data_root})")
+    metrics = evaluate(model, data, settings, progress=not quiet, diagnostics=diagnostics)
     names = list(data.class_names)
+    size = model_input_size(model, settings)
     result = {
         **metrics,
         "class_names": names,
-        "checkpoint": str(checkpoint),
-        "backend": backend + (" int8" if int8 else ""),
+        "checkpoint": str(origin),
+        "backend": backend_name(model),
         "dataset": dataset_name,
         "data_root": str(data_root),
         "split": split,
         "images": len(data),
-        "scales": list(scales),
-        "flip": flip,
-        "sliding_window": sliding_window,
-        "input_size": model.config.get("input_size"),
+        "scales": list(settings.scales),
+        "flip": settings.flip,
+        "sliding_window": settings.sliding_window,
+        "resize": settings.resize,
+        "input_size": list(size) if size else None,
     }
-    if main_rank:
+    if is_main():
         print(format_table(metrics, names))
-    if json_path and main_rank:
-        write_text(json_path, dumps(result))
+        if json_path:
+            write_text(json_path, dumps(result))
     return result
 
 
@@ -198,42 +195,35 @@ def format_figures(figures: dict[str, float]) -> str:
     )
 
 
-def inspect_checkpoint(
-    checkpoint: str | Path,
+def inspect_model(
+    model: Any,
+    origin: str | Path,
     dataset: str | None = None,
     data_root: str | Path | None = None,
     split: str | None = None,
     max_images: int | None = None,
-    device: str = "cpu",
     json_path: str | Path | None = None,
     reach_radius: int = REACH_RADIUS,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """``danet inspect``: the attention figures (:mod:`danet.analysis.diagnostics`) and mIoU of a
-    checkpoint on a split (its first ``max_images``), printed one per line (mIoU in percent, as
-    ``danet eval`` prints it) and, with ``json_path``, written there as JSON; returns the result.
-    The dataset, data root and split default to the training run's, as in ``danet eval``."""
-    dataset, data_root, split = dataset_of_run(checkpoint, dataset, data_root, split)
-    model = load(checkpoint, map_location=device)
+    """``danet inspect``: the attention figures (:mod:`danet.analysis.diagnostics`) and mIoU of
+    ``model`` (opened from ``origin``) on a split (its first ``max_images``), printed one per
+    line (mIoU in percent, as ``danet eval`` prints it) and, with ``json_path``, written there
+    as JSON; returns the result. The dataset, data root and split default to the training
+    run's, as in ``danet eval``."""
+    if reach_radius < 0:
+        raise ValueError(f"reach_radius={reach_radius} must be an integer >= 0")
+    dataset, data_root, split = dataset_of_run(origin, dataset, data_root, split)
     data = build_dataset(dataset, data_root, split)
-    check_classes(model, data, checkpoint, dataset)
+    check_classes(model, data, origin, dataset)
     if max_images is not None:
         data = data.first(max_images)
-    if reach_radius < 0:
-        raise ValueError(f"--reach-radius {reach_radius} must be an integer >= 0")
-    metrics = evaluate(
-        model,
-        data,
-        device=device,
-        progress=not quiet,
-        diagnostics=True,
-        reach_radius=reach_radius,
-    )
+    metrics = evaluate(model, data, progress=not quiet, diagnostics=True, reach_radius=reach_radius)
     result = {
         **metrics["attention"],
         "miou": metrics["miou"],
         "pixel_acc": metrics["pixel_acc"],
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(origin),
         "dataset": dataset,
         "data_root": str(data_root),
         "split": split,
@@ -241,6 +231,8 @@ def inspect_checkpoint(
         "input_size": model.config.get("input_size"),
         "reach_radius": reach_radius,
     }
+    from danet.analysis.diagnostics import reach_verdict
+
     result["verdict"] = reach_verdict(metrics["attention"])
     print(format_figures({**metrics["attention"], "mIoU (%)": 100 * metrics["miou"]}))
     print(result["verdict"])
