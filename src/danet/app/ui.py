@@ -243,6 +243,127 @@ def _one_line(err: BaseException) -> str:
     return f"**Something went wrong**: {html.escape(text)}"
 
 
+class Handlers:
+    """The page's event handlers over its panels: each keeps a session's picture in ``sessions``
+    and answers a bad input or a failure with one line on the page, never a server traceback."""
+
+    def __init__(
+        self,
+        explorers: list[Explorer],
+        panels: list[Any],
+        samples: list[str],
+        sessions: Sessions,
+        max_pixels: int | None,
+        image_outputs: list[Any],
+        click_outputs: list[Any],
+    ) -> None:
+        self.explorers, self.panels, self.samples = explorers, panels, samples
+        self.sessions, self.max_pixels = sessions, max_pixels
+        self.image_outputs, self.click_outputs = image_outputs, click_outputs
+
+    @staticmethod
+    def unchanged(outputs: list[Any], token: Any, message: str) -> list[Any]:
+        """The state and a status message; every other output left as it is."""
+        return [token, message] + [gr.update()] * (len(outputs) - 2)
+
+    def show(self, token: Any, picture: Picture | None, message: str) -> list[Any]:
+        """Every panel's prediction of ``picture``, kept for the clicks that follow."""
+        if picture is None:
+            return self.unchanged(self.image_outputs, token, message)
+        out: list[Any] = []
+        feats = []
+        for p in self.panels:
+            f = p.explorer.features(picture)
+            feats.append(f)
+            c = f.cam_out.shape[0] if f.cam_out is not None else 2
+            overlay = prediction_picture(picture.rgb, f.pred, p.explorer.palette)
+            legend = legend_html(f.pred, p.explorer.class_names, p.explorer.palette)
+            slider = gr.update(maximum=c - 1, value=0)
+            hidden, shown = gr.update(visible=False), gr.update(visible=True)
+            out += [hidden, shown, overlay, legend, *p.cleared(), slider, None]
+        h, w = _source_size(picture)
+        labels = "classes from its label mask"
+        if picture.labels is None:
+            labels = "no label mask: classes from the prediction"
+        message = f"**{picture.name}**, {w}x{h} ({labels}). {message}"
+        token = self.sessions.put({"picture": picture, "features": feats, "point": None})
+        return [token, message, *out]
+
+    def on_sample(self, token: Any, name: Any) -> list[Any]:
+        """A bundled sample chosen."""
+        try:
+            if not isinstance(name, str) or name not in self.samples:
+                return self.unchanged(self.image_outputs, token, "")
+            first = self.explorers[0]
+            picture = load_sample(name, first.input_size, first.num_classes)
+            return self.show(token, picture, "Click a pixel.")
+        except Exception as err:  # the page says it in one line; no server traceback
+            return self.unchanged(self.image_outputs, token, _one_line(err))
+
+    def on_upload(self, token: Any, path: Any) -> list[Any]:
+        """An image uploaded."""
+        try:
+            path = path if isinstance(path, str) else None
+            picture, message = read_upload(path, self.explorers[0], self.max_pixels)
+            return self.show(token, picture, message)
+        except Exception as err:
+            return self.unchanged(self.image_outputs, token, _one_line(err))
+
+    def on_click(self, token: Any, evt: gr.EventData) -> list[Any]:
+        """A pixel clicked: every panel's attention figures for it."""
+        # gr.EventData, not gr.SelectData: SelectData fails on a payload without a "value"
+        # before this runs; here every payload reaches click_point's checks
+        try:
+            data = self.sessions.get(token)
+            if data is None:
+                message = "Pick or upload an image first."
+                if token is not None:
+                    message = "This page was idle too long: pick or upload the image again."
+                return self.unchanged(self.click_outputs, token, message)
+            start = time.perf_counter()
+            picture = data["picture"]
+            payload = vars(evt).get("_data")
+            index = payload.get("index") if isinstance(payload, dict) else None
+            try:
+                x, y = click_point(index, picture.rgb.shape[:2])
+            except ValueError as err:
+                return self.unchanged(self.click_outputs, token, f"**Click ignored**: {err}")
+            data["point"] = (x, y)
+            out: list[Any] = []
+            for p, feats in zip(self.panels, data["features"], strict=True):
+                out += _click_outputs(p, picture, feats, x, y)
+            took = time.perf_counter() - start
+            (sh, sw), (sx, sy) = _source_size(picture), picture.source_point(x, y)
+            message = (
+                f"**{picture.name}**: pixel ({sx}, {sy}) of the {sw}x{sh} image, answered "
+                f"in {took:.2f} s"
+            )
+            return [token, message, *out]
+        except Exception as err:
+            return self.unchanged(self.click_outputs, token, _one_line(err))
+
+    def channel_handler(self, i: int) -> Any:
+        """The handler of panel ``i``'s CAM channel slider."""
+
+        def on_channel(token: Any, channel: Any) -> Any:
+            return self.on_channel(i, token, channel)
+
+        return on_channel
+
+    def on_channel(self, i: int, token: Any, channel: Any) -> Any:
+        """Panel ``i``'s CAM channel slider moved."""
+        data = self.sessions.get(token)
+        valid = isinstance(channel, (int, float)) and not isinstance(channel, bool)
+        if data is None or not valid or not math.isfinite(channel):
+            return gr.update()
+        try:
+            feats = data["features"][i]
+            return _cam_map(data["picture"], feats, int(channel), data["point"])
+        except Exception as err:
+            _one_line(err)
+            return gr.update()
+
+
 def build(
     explorers: list[Explorer], max_pixels: int | None = None, sessions: Sessions | None = None
 ) -> gr.Blocks:
@@ -272,100 +393,14 @@ def build(
             image_outputs += [p.start, p.body, p.overlay, p.legend, p.heat, p.mass, p.reach]
             image_outputs += [p.channels, p.channel, p.cam]
             click_outputs += [p.heat, p.mass, p.reach, p.channels, p.channel, p.cam]
-
-        def unchanged(outputs: list[Any], token: Any, message: str) -> list[Any]:
-            return [token, message] + [gr.update()] * (len(outputs) - 2)
-
-        def show(token: Any, picture: Picture | None, message: str) -> list[Any]:
-            if picture is None:
-                return unchanged(image_outputs, token, message)
-            out: list[Any] = []
-            feats = []
-            for p in panels:
-                f = p.explorer.features(picture)
-                feats.append(f)
-                c = f.cam_out.shape[0] if f.cam_out is not None else 2
-                overlay = prediction_picture(picture.rgb, f.pred, p.explorer.palette)
-                legend = legend_html(f.pred, p.explorer.class_names, p.explorer.palette)
-                slider = gr.update(maximum=c - 1, value=0)
-                hidden, shown = gr.update(visible=False), gr.update(visible=True)
-                out += [hidden, shown, overlay, legend, *p.cleared(), slider, None]
-            h, w = _source_size(picture)
-            labels = "classes from its label mask"
-            if picture.labels is None:
-                labels = "no label mask: classes from the prediction"
-            message = f"**{picture.name}**, {w}x{h} ({labels}). {message}"
-            token = sessions.put({"picture": picture, "features": feats, "point": None})
-            return [token, message, *out]
-
-        def on_sample(token: Any, name: Any) -> list[Any]:
-            try:
-                if not isinstance(name, str) or name not in samples:
-                    return unchanged(image_outputs, token, "")
-                first = explorers[0]
-                picture = load_sample(name, first.input_size, first.num_classes)
-                return show(token, picture, "Click a pixel.")
-            except Exception as err:  # the page says it in one line; no server traceback
-                return unchanged(image_outputs, token, _one_line(err))
-
-        def on_upload(token: Any, path: Any) -> list[Any]:
-            try:
-                path = path if isinstance(path, str) else None
-                picture, message = read_upload(path, explorers[0], max_pixels)
-                return show(token, picture, message)
-            except Exception as err:
-                return unchanged(image_outputs, token, _one_line(err))
-
-        def on_click(token: Any, evt: gr.EventData) -> list[Any]:
-            # gr.EventData, not gr.SelectData: SelectData fails on a payload without a "value"
-            # before this runs; here every payload reaches click_point's checks
-            try:
-                data = sessions.get(token)
-                if data is None:
-                    message = "Pick or upload an image first."
-                    if token is not None:
-                        message = "This page was idle too long: pick or upload the image again."
-                    return unchanged(click_outputs, token, message)
-                start = time.perf_counter()
-                picture = data["picture"]
-                payload = vars(evt).get("_data")
-                index = payload.get("index") if isinstance(payload, dict) else None
-                try:
-                    x, y = click_point(index, picture.rgb.shape[:2])
-                except ValueError as err:
-                    return unchanged(click_outputs, token, f"**Click ignored**: {err}")
-                data["point"] = (x, y)
-                out: list[Any] = []
-                for p, feats in zip(panels, data["features"], strict=True):
-                    out += _click_outputs(p, picture, feats, x, y)
-                took = time.perf_counter() - start
-                (sh, sw), (sx, sy) = _source_size(picture), picture.source_point(x, y)
-                message = (
-                    f"**{picture.name}**: pixel ({sx}, {sy}) of the {sw}x{sh} image, answered "
-                    f"in {took:.2f} s"
-                )
-                return [token, message, *out]
-            except Exception as err:
-                return unchanged(click_outputs, token, _one_line(err))
-
-        sample.change(on_sample, [state, sample], image_outputs)
-        upload.upload(on_upload, [state, upload], image_outputs)
+        on = Handlers(
+            explorers, panels, samples, sessions, max_pixels, image_outputs, click_outputs
+        )
+        sample.change(on.on_sample, [state, sample], image_outputs)
+        upload.upload(on.on_upload, [state, upload], image_outputs)
         for i, p in enumerate(panels):
-            p.overlay.select(on_click, state, click_outputs, queue=False)
-
-            def on_channel(token: Any, channel: Any, i: int = i) -> Any:
-                data = sessions.get(token)
-                valid = isinstance(channel, (int, float)) and not isinstance(channel, bool)
-                if data is None or not valid or not math.isfinite(channel):
-                    return gr.update()
-                try:
-                    feats = data["features"][i]
-                    return _cam_map(data["picture"], feats, int(channel), data["point"])
-                except Exception as err:
-                    _one_line(err)
-                    return gr.update()
-
-            p.channel.input(on_channel, [state, p.channel], p.cam)
+            p.overlay.select(on.on_click, state, click_outputs, queue=False)
+            p.channel.input(on.channel_handler(i), [state, p.channel], p.cam)
     return page
 
 
