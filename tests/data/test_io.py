@@ -158,8 +158,10 @@ def test_arrays_of_every_dtype_become_the_same_rgb_as_their_files(tmp_path: Path
     from_bits = read_image(save(tmp_path / "b.png", Image.fromarray(mask)))
     np.testing.assert_array_equal(to_rgb_array(mask), from_bits)
     assert to_rgb_array(mask).max() == 255
-    floats = np.array([[0.0, 0.5], [1.0, np.nan]], np.float32)
+    floats = np.array([[0.0, 0.5], [1.0, 0.0]], np.float32)
     np.testing.assert_array_equal(to_rgb_array(floats)[:, :, 1], [[0, 128], [255, 0]])
+    with pytest.raises(ValueError, match="holds 1 NaN or infinite value"):  # no pixel made up
+        to_rgb_array(np.array([[0.0, 0.5], [1.0, np.nan]], np.float32))
     rgba = np.zeros((2, 2, 4), np.uint8) + np.array([1, 2, 3, 4], np.uint8)
     np.testing.assert_array_equal(to_rgb_array(rgba)[0, 0], [1, 2, 3])
     with pytest.raises(ValueError, match="shape"):

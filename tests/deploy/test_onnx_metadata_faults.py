@@ -19,7 +19,7 @@ def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     model = danet.DANet(num_classes=11, backbone="mobilenetv2_100", input_size=[32, 32]).eval()
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    stale = path.with_name(".model.onnx.k1ll3d.tmp")  # 17: a killed export's temp file
+    stale = path.with_name(".model.onnx.k1ll3d00.danet-tmp")  # 17: a killed export's temp file
     stale.write_bytes(b"\0" * 1000)
     export_onnx(model, path)
     assert not stale.exists()

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from danet.data.io import DataError, list_images, read_image, read_mask
+from danet.utils.outputs import note_inputs
 
 IGNORE_INDEX = 255
 INVALID = -1  # a label_map entry for raw values that must not occur in a mask
@@ -44,6 +45,7 @@ class SegmentationDataset:
         self.pairs: list[tuple[Path, Path | None]] = self.find_pairs()
         if not self.pairs:
             raise DataError(f"{self.root}: split {split!r} is empty (no image/mask pairs found)")
+        note_inputs(path for pair in self.pairs for path in pair)  # no output may land on them
 
     def find_pairs(self) -> list[tuple[Path, Path | None]]:
         """Return the (image, mask) paths of this split; override in each reader."""

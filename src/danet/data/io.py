@@ -22,6 +22,9 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from danet.data.arrays import check_pixel_array
+from danet.utils.outputs import note_input
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF", "PPM")  # Pillow's names; JPEG covers MPO
 MAX_PIXELS = 4096 * 4096
@@ -116,7 +119,11 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
 
 def array_to_rgb(array: np.ndarray) -> np.ndarray:
     """Return an HxW, HxWx3 or HxWx4 array of any pixel dtype as contiguous HxWx3 uint8 RGB."""
-    array = np.asarray(array)
+    try:
+        array = np.asarray(array)
+    except ValueError:  # numpy's "inhomogeneous shape"
+        raise ValueError("image is a ragged nested list (rows of different lengths)") from None
+    check_pixel_array(array)
     if array.ndim != 2 and (array.ndim != 3 or array.shape[2] not in (3, 4)):
         raise ValueError(f"image has shape {array.shape}; expected HxW, HxWx3 or HxWx4")
     array = _to_uint8(array)  # before repeating gray: a third of the work
@@ -144,6 +151,7 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     An image above ``max_pixels`` (default ``MAX_PIXELS``) is refused before it is decoded.
     """
     path = Path(path)
+    note_input(path)  # the running command writes no output over it
     with _decoding(path), Image.open(path, formats=FORMATS) as image:
         check_pixels(path, *image.size, max_pixels)
         image.load()

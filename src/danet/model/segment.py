@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from PIL import ImageOps
 from torch import nn
 
+from danet.data.arrays import check_batch
 from danet.data.io import MAX_PIXELS, DataError, array_to_rgb, read_image
 from danet.data.transforms import normalize
 from danet.options import RESIZE_MODES, ResizeMode, check_choice
@@ -349,6 +350,7 @@ def predict_labels(
 def _as_rgb_list(images: Any) -> tuple[list[np.ndarray], bool]:
     """The images of one input (path, PIL, array) or of a batch (list, BxHxWx3 array), and
     whether it was a batch."""
+    check_batch(images)  # no empty batch, no nested list of numbers (img.tolist())
     if isinstance(images, (list, tuple)):
         return [_one_rgb(image) for image in images], True
     if isinstance(images, np.ndarray) and images.ndim == 4:
