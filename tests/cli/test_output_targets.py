@@ -91,3 +91,21 @@ def test_export_onto_dev_null_writes_in_place(cli, checkpoint: Path) -> None:
     assert code == 0, err
     after = os.stat("/dev/null")
     assert stat.S_ISCHR(after.st_mode) and after.st_ino == before.st_ino
+
+
+def test_attention_out_with_a_non_utf8_name_prints_it_and_exits_0(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    image = random_png(tmp_path / "a.png", (64, 96))
+    out = os.fsencode(tmp_path) + b"/maps_\xff\xfe"
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2] / "src")
+    argv = [sys.executable, "-m", "danet", "attention", str(image), "--checkpoint",
+            str(checkpoint), "--out", out, "--device", "cpu"]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert out + b"/cam_channels.png" in result.stdout
+    assert os.path.isfile(out + b"/cam_channels.png")
