@@ -71,6 +71,7 @@ def test_a_socket_is_refused(tmp_path: Path) -> None:
 def test_a_symlink_is_written_through_to_its_target(tmp_path: Path) -> None:
     real = tmp_path / "real.json"
     real.write_text("old")
+    real.chmod(0o600)
     link = tmp_path / "link.json"
     link.symlink_to(real)
     dangling = tmp_path / "dangling.json"
@@ -78,6 +79,7 @@ def test_a_symlink_is_written_through_to_its_target(tmp_path: Path) -> None:
     write_text(link, "new")
     write_text(dangling, "made")
     assert link.is_symlink() and real.read_text() == "new"
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600  # the file replaced keeps its permissions
     assert dangling.is_symlink() and (tmp_path / "new.json").read_text() == "made"
 
 
@@ -135,3 +137,29 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path: Path) -> None:
         archive.writestr("archive/data.pkl", b"\0" * (8 << 20))
     with pytest.raises(ValueError, match=r"inflate to \d+ bytes"):
         check_torch_file(bomb)
+
+
+def test_a_copy_of_dev_null_made_with_mknod_is_kept(tmp_path: Path) -> None:
+    node = tmp_path / "null"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("mknod needs CAP_MKNOD")
+    before = os.lstat(node)
+    atomic_write(node, lambda tmp: Path(tmp).write_bytes(b"onnx bytes"))
+    after = os.lstat(node)
+    assert stat.S_ISCHR(after.st_mode) and after.st_ino == before.st_ino
+    assert after.st_rdev == os.makedev(1, 3)
+
+
+def test_a_binary_file_given_as_text_is_named(tmp_path: Path) -> None:
+    from danet.utils.readable import read_text_file
+
+    path = tmp_path / "classes.txt"
+    path.write_bytes(b"road\n\xff\xfe\x00sky")
+    with pytest.raises(ValueError, match=r"classes.txt: not UTF-8 text \(byte 5 is 0xff\)"):
+        read_text_file(path, "classes.txt")
+    fifo = tmp_path / "fifo.txt"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="fifo.txt: is a FIFO"):
+        read_text_file(fifo)
