@@ -134,7 +134,7 @@ def test_formats_outside_the_allowlist_are_refused(tmp_path: Path, fmt: str) -> 
 def test_missing_file_and_folder(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file"):
         read_image(tmp_path / "nope.png")
-    with pytest.raises(DataError, match="no such file"):
+    with pytest.raises(DataError, match="is a folder, not an image file"):
         read_mask(tmp_path)  # a folder is not a file
     with pytest.raises(DataError, match="folder not found"):
         list_images(tmp_path / "nope")
@@ -166,3 +166,12 @@ def test_arrays_of_every_dtype_become_the_same_rgb_as_their_files(tmp_path: Path
     np.testing.assert_array_equal(to_rgb_array(rgba)[0, 0], [1, 2, 3])
     with pytest.raises(ValueError, match="shape"):
         to_rgb_array(np.zeros((2, 2, 2)))
+
+
+def test_a_fifo_given_as_an_image_is_refused_not_read(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "a.png"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match=r"a.png: is a FIFO \(named pipe\), not an image file"):
+        read_image(fifo)

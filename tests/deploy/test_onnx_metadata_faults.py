@@ -62,3 +62,14 @@ def test_lying_onnx_metadata_is_refused_naming_the_file(
     code, _, err = cli(["predict", str(image), "--checkpoint", str(path), "--backend", "onnxruntime",
                         "--out", str(tmp_path / "o")])  # fmt: skip
     assert code == 2 and message in assert_one_line(err)
+
+
+def test_a_fifo_given_as_an_onnx_file_is_refused_not_read(tmp_path: Path) -> None:
+    import os
+
+    from danet.deploy.onnx_runtime import OnnxModel
+
+    fifo = tmp_path / "model.onnx"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="model.onnx: is a FIFO"):
+        OnnxModel(fifo)

@@ -24,6 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from danet.data.arrays import check_pixel_array
 from danet.utils.outputs import note_input
+from danet.utils.readable import file_kind
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF", "PPM")  # Pillow's names; JPEG covers MPO
@@ -71,6 +72,8 @@ def _first_line(err: BaseException) -> str:
 def _decoding(path: Path) -> Iterator[None]:
     """Turn whatever Pillow raises on a bad file into a one-line ``DataError`` naming it."""
     if not path.is_file():
+        if path.exists():  # a FIFO would block Pillow, a device never end
+            raise DataError(f"{path}: is {file_kind(path.stat().st_mode)}, not an image file")
         raise DataError(f"{path}: no such file")
     try:
         with warnings.catch_warnings():

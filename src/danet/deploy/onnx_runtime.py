@@ -19,6 +19,7 @@ from torch import nn
 
 from danet.model.checkpoint import check_metadata
 from danet.utils.atomic import parse_json
+from danet.utils.readable import check_regular_file
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
@@ -43,8 +44,9 @@ class OnnxModel(nn.Module):
         super().__init__()
         self.path = Path(path)
         self.origin = origin or str(path)  # what error messages name
-        if not self.path.is_file():
+        if not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no such ONNX file")
+        check_regular_file(self.path, "ONNX file")  # a FIFO or a device: refused, never read
         try:
             self.session = ort.InferenceSession(
                 str(self.path), session_options(threads), providers=["CPUExecutionProvider"]
