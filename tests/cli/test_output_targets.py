@@ -29,9 +29,12 @@ def test_json_onto_the_checkpoints_config_is_refused(
     assert config.read_bytes() == before
 
 
-def test_json_onto_a_mask_of_the_dataset_is_refused(
-    cli, checkpoint: Path, camvid_root: Path
+def test_json_onto_a_mask_of_the_dataset_is_refused_before_the_evaluation(
+    cli, checkpoint: Path, camvid_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import danet.training.evaluate
+
+    monkeypatch.setattr(danet.training.evaluate, "evaluate", lambda *a, **k: pytest.fail("ran"))
     mask = camvid_root / "valannot" / "seq_000.png"
     link = camvid_root.parent / "alias.json"
     link.symlink_to(mask)

@@ -22,6 +22,7 @@ from danet.training.metrics import ConfusionMatrix
 from danet.training.runfolder import read_run_config
 from danet.utils.atomic import dumps, write_text
 from danet.utils.distributed import cleanup, init_distributed, is_main
+from danet.utils.outputs import resolve_output
 from danet.utils.progress import progress as progress_bar
 
 
@@ -145,6 +146,8 @@ def evaluate_checkpoint(
     try:
         model = open_model(checkpoint, backend, int8, str(dev))
         data = build_dataset(dataset_name, data_root, split)
+        if json_path:  # not one of the images or masks just listed, before the work is spent
+            resolve_output(json_path, "JSON")
         check_classes(model, data, checkpoint, dataset_name)
         if not quiet and is_main():
             print(f"dataset: {dataset_name} {split} ({len(data)} images in {data_root})")
@@ -211,6 +214,8 @@ def inspect_checkpoint(
     dataset, data_root, split = dataset_of_run(checkpoint, dataset, data_root, split)
     model = load(checkpoint, map_location=device)
     data = build_dataset(dataset, data_root, split)
+    if json_path:  # not one of the images or masks just listed, before the work is spent
+        resolve_output(json_path, "JSON")
     check_classes(model, data, checkpoint, dataset)
     if max_images is not None:
         data = data.first(max_images)
