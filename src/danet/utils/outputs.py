@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from danet.utils.readable import file_kind
+
 _FD_LINK = re.compile(r"/(?:proc/(?:self|thread-self|(\d+))|dev)/fd/(\d+)")
 _NAMES = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
 
@@ -100,20 +102,6 @@ def _fd_of(path: str) -> int | None:
     return None
 
 
-_KINDS = (
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISDIR, "a folder"),
-)
-
-
-def _kind(mode: int) -> str:
-    for test, name in _KINDS:
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 def resolve_output(path: str | Path, what: str = "output") -> Target:
     """Check that an output may be written at ``path`` and say where and how it goes.
 
@@ -150,7 +138,7 @@ def resolve_output(path: str | Path, what: str = "output") -> Target:
     if stat.S_ISDIR(info.st_mode):
         raise IsADirectoryError(errno.EISDIR, f"is a folder; give a file name for the {what}", text)
     raise ValueError(
-        f"{text}: is {_kind(info.st_mode)}; danet writes the {what} only to a regular file, "
+        f"{text}: is {file_kind(info.st_mode)}; danet writes the {what} only to a regular file, "
         "a character device or a FIFO, and never replaces it"
     )
 
