@@ -35,6 +35,7 @@ from danet.training.config import specs as recipe_specs
 from danet.utils.allocator import keep_freed_memory
 from danet.utils.atomic import remove_stale_temp_files
 from danet.utils.bounds import INPUT_SIZE_RULE, MIN_INPUT_SIDE, input_size_ok
+from danet.utils.outputs import command_scope
 from danet.utils.writable import check_writable_dir, check_writable_file
 from danet.version import __version__
 
@@ -818,6 +819,39 @@ def _check_paths(args: argparse.Namespace) -> None:
         settings_from(args)
 
 
+def _model_files(name_or_path: str) -> list[Path]:
+    """The files a model is read from (bundled name, folder or file), for :func:`_note_inputs`."""
+    from danet.model.checkpoint import CONFIG_NAME, TRAIN_STATE_NAME, WEIGHTS_NAME, resolve
+
+    try:
+        path = resolve(name_or_path)
+    except (OSError, ValueError):
+        return []  # the command says what is wrong with it
+    if path.is_dir():
+        return [path / name for name in (CONFIG_NAME, WEIGHTS_NAME, TRAIN_STATE_NAME)]
+    return [path, path.with_name(CONFIG_NAME)] if path.suffix == ".safetensors" else [path]
+
+
+def _note_inputs(args: argparse.Namespace) -> None:
+    """Note the files this command reads before it writes anything, so that none of its outputs
+    lands on them (:mod:`danet.utils.outputs`); the readers of images and datasets note theirs
+    too."""
+    from danet.data.io import list_images
+    from danet.utils.outputs import note_inputs
+
+    paths: list[Path] = []
+    for flag in ("checkpoint", "compare", "init_weights", "pretrained"):
+        value = getattr(args, flag, None)
+        if isinstance(value, str) and value not in ("imagenet", "none"):
+            paths += _model_files(value)
+    paths += [Path(getattr(args, flag)) for flag in ("image", "src") if getattr(args, flag, None)]
+    paths += [Path(p) for p in getattr(args, "inputs", None) or [] if not Path(p).is_dir()]
+    for item in getattr(args, "calibration", None) or []:  # predict's folders: note on reading
+        folder = Path(item)
+        paths += list_images(folder, recursive=True) if folder.is_dir() else [folder]
+    note_inputs(paths)
+
+
 def _check_device(args: argparse.Namespace) -> None:
     """Resolve ``--device`` (train checks its recipe's) and say which device is used;
     onnxruntime runs on the CPU, and saying so loads no torch."""
@@ -846,6 +880,30 @@ def say_library_warnings() -> None:
     root = logging.getLogger("danet")
     if not any(isinstance(h, _Warnings) for h in root.handlers):
         root.addHandler(_Warnings(logging.WARNING))
+
+
+def _report(line: str) -> None:
+    """Print a command's one error line on stderr; a rank of ``python -m danet.launch`` leaves it
+    in the launcher's folder instead, which prints the first failing rank's line alone."""
+    folder = os.environ.get("DANET_ERROR_DIR")
+    if folder and os.environ.get("RANK") is not None:
+        try:
+            Path(folder, f"rank{os.environ['RANK']}.txt").write_text(line + "\n")
+            return
+        except OSError:
+            pass
+    print(line, file=sys.stderr)
+
+
+def _escape_surrogates() -> None:
+    """Let stdout and stderr print any file name: a non-UTF-8 byte of a path (held as a lone
+    surrogate) goes out as the byte itself, not a UnicodeEncodeError after the work is done."""
+    for stream in (sys.stdout, sys.stderr):
+        utf8 = (getattr(stream, "encoding", "") or "").lower().replace("-", "") == "utf8"
+        try:
+            stream.reconfigure(errors="surrogateescape" if utf8 else "backslashreplace")
+        except (AttributeError, ValueError, OSError):
+            pass  # a stream that cannot be reconfigured (a test's stand-in): left as it is
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -888,24 +946,29 @@ def _main(argv: list[str] | None = None) -> int:
     except ValueError as err:  # DANET_MALLOC with a wrong value
         print(f"danet: error: {err}", file=sys.stderr)
         return 2
+    _escape_surrogates()
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     say_library_warnings()
     own_signals = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if own_signals else None
     try:
-        _check_paths(args)
-        _check_device(args)
-        COMMANDS[args.command](args)
+        with command_scope():
+            _note_inputs(args)
+            _check_paths(args)
+            _check_device(args)
+            COMMANDS[args.command](args)
     except (*EXPECTED_ERRORS, OSError, RuntimeError) as err:
         # OSError: a full disk, a folder without write permission...; RuntimeError: a NaN loss,
         # another run holding the run folder, and what torch raises on bad input
         if args.debug:
             raise
-        print(f"danet {args.command}: error: {flag_names(_one_line(err))}", file=sys.stderr)
+        _report(f"danet {args.command}: error: {flag_names(_one_line(err))}")
         return 2
     except KeyboardInterrupt as err:
         name = err.args[0] if err.args else "SIGINT"
+        if name == "SIGTERM" and os.environ.get("DANET_ERROR_DIR"):
+            return 143  # python -m danet.launch stopped this rank: another one failed and says why
         print(f"danet {args.command}: interrupted ({name})", file=sys.stderr)
         return 130
     finally:

@@ -76,7 +76,7 @@ def test_convert_removes_stale_temp_files_and_takes_a_folder_holding_only_them(
 
     out = tmp_path / "m"
     out.mkdir()
-    stale = out / ".model.safetensors.k1ll3d.tmp"
+    stale = out / ".model.safetensors.k1ll3d00.danet-tmp"
     stale.write_bytes(b"\0" * 1000)
     check_out(out, overwrite=False)
     assert not stale.exists()

@@ -135,7 +135,7 @@ def test_formats_outside_the_allowlist_are_refused(tmp_path: Path, fmt: str) -> 
 def test_missing_file_and_folder(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file"):
         read_image(tmp_path / "nope.png")
-    with pytest.raises(DataError, match="no such file"):
+    with pytest.raises(DataError, match="is a folder, not an image file"):
         read_mask(tmp_path)  # a folder is not a file
     with pytest.raises(DataError, match="folder not found"):
         list_images(tmp_path / "nope")
@@ -159,8 +159,10 @@ def test_arrays_of_every_dtype_become_the_same_rgb_as_their_files(tmp_path: Path
     from_bits = read_image(save(tmp_path / "b.png", Image.fromarray(mask)))
     np.testing.assert_array_equal(to_rgb_array(mask), from_bits)
     assert to_rgb_array(mask).max() == 255
-    floats = np.array([[0.0, 0.5], [1.0, np.nan]], np.float32)
+    floats = np.array([[0.0, 0.5], [1.0, 0.0]], np.float32)
     np.testing.assert_array_equal(to_rgb_array(floats)[:, :, 1], [[0, 128], [255, 0]])
+    with pytest.raises(ValueError, match="holds 1 NaN or infinite value"):  # no pixel made up
+        to_rgb_array(np.array([[0.0, 0.5], [1.0, np.nan]], np.float32))
     rgba = np.zeros((2, 2, 4), np.uint8) + np.array([1, 2, 3, 4], np.uint8)
     np.testing.assert_array_equal(to_rgb_array(rgba)[0, 0], [1, 2, 3])
     with pytest.raises(ValueError, match="shape"):
@@ -190,3 +192,12 @@ def test_transparent_pixels_are_said_in_one_warning(tmp_path: Path) -> None:
     image.save(palette, transparency=0)  # palette index 0 is transparent: 1 pixel of 16
     with pytest.warns(DataWarning, match="6.2% of its pixels"):
         read_image(palette)
+
+
+def test_a_fifo_given_as_an_image_is_refused_not_read(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "a.png"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match=r"a.png: is a FIFO \(named pipe\), not an image file"):
+        read_image(fifo)

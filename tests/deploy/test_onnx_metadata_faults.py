@@ -19,7 +19,7 @@ def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     model = danet.DANet(num_classes=11, backbone="mobilenetv2_100", input_size=[32, 32]).eval()
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    stale = path.with_name(".model.onnx.k1ll3d.tmp")  # 17: a killed export's temp file
+    stale = path.with_name(".model.onnx.k1ll3d00.danet-tmp")  # 17: a killed export's temp file
     stale.write_bytes(b"\0" * 1000)
     export_onnx(model, path)
     assert not stale.exists()
@@ -62,3 +62,14 @@ def test_lying_onnx_metadata_is_refused_naming_the_file(
     code, _, err = cli(["predict", str(image), "--checkpoint", str(path), "--backend", "onnxruntime",
                         "--out", str(tmp_path / "o")])  # fmt: skip
     assert code == 2 and message in assert_one_line(err)
+
+
+def test_a_fifo_given_as_an_onnx_file_is_refused_not_read(tmp_path: Path) -> None:
+    import os
+
+    from danet.deploy.onnx_runtime import OnnxModel
+
+    fifo = tmp_path / "model.onnx"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="model.onnx: is a FIFO"):
+        OnnxModel(fifo)

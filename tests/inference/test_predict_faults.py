@@ -88,9 +88,9 @@ def test_predict_removes_stale_temp_files_but_not_a_live_one(
 
     image, out = random_png(tmp_path / "a.png"), tmp_path / "out"
     out.mkdir()
-    stale = out / ".a_color.png.k1ll3d.tmp"
+    stale = out / ".a_color.png.k1ll3d00.danet-tmp"
     stale.write_bytes(b"\0" * 1000)
-    live = out / ".b_color.png.wr1t1ng.tmp"
+    live = out / ".b_color.png.wr1t1ng0.danet-tmp"
     live.write_bytes(b"\0")
     fd = os.open(live, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX)  # as atomic_write holds it while writing
@@ -143,7 +143,7 @@ def test_an_overlay_video_appears_whole_or_not_at_all(
     clip, out = make_video(tmp_path / "clip.avi"), tmp_path / "out"
     video = out / "clip_overlay.mp4"
     out.mkdir()
-    stale = out / ".clip_overlay.mp4.k1ll3d.tmp"  # a killed run's temp file
+    stale = out / ".clip_overlay.mp4.k1ll3d00.danet-tmp"  # a killed run's temp file
     stale.write_bytes(b"\0" * 1000)
     real_open = av.open
 
@@ -167,7 +167,7 @@ def test_an_overlay_video_appears_whole_or_not_at_all(
             if packets:
                 assert not video.exists(), "the video is at its final path before it is whole"
                 # it is encoded into a temp file beside it; the killed run's temp file is gone
-                assert [p.name for p in out.glob(".clip_overlay.mp4.*.tmp")] == [
+                assert [p.name for p in out.glob(".clip_overlay.mp4.*.danet-tmp")] == [
                     Path(self.container.name).name
                 ] and not stale.exists()
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -178,7 +178,7 @@ def test_an_overlay_video_appears_whole_or_not_at_all(
     code, _, err = cli(argv)
     assert code == 2
     assert assert_one_line(err) == f"danet predict: error: No space left on device: {video}"
-    assert not video.exists() and not list(out.glob(".*.tmp"))  # no half video, no temp file
+    assert not video.exists() and not list(out.glob(".*.danet-tmp"))  # no half video, no temp file
     monkeypatch.setattr(av, "open", real_open)
     assert cli(argv).code == 0
-    assert video.stat().st_size > 0 and not list(out.glob(".*.tmp"))
+    assert video.stat().st_size > 0 and not list(out.glob(".*.danet-tmp"))

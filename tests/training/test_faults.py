@@ -248,7 +248,7 @@ def test_full_disk_during_training_then_resume_on_a_real_tmpfs(
         == f"danet train: error: No space left on device: {out / 'checkpoint.pt'}"
     )
     assert read_training_state(out / "checkpoint.pt")["step"] == 2  # the previous one, whole
-    assert not list(out.glob(".*.tmp"))
+    assert not list(out.glob(".*.danet-tmp"))
     subprocess.run(["mount", "-o", f"remount,size={8 * weights}", str(tmpfs)], check=True)
     code, _, err = cli(["train", "--resume", "--out", str(out)])
     assert code == 0, err
@@ -539,7 +539,10 @@ def test_stale_temp_files_are_removed_on_start_and_on_resume(
 ) -> None:
     out = tmp_path / "r"
     out.mkdir()
-    stale = [out / ".checkpoint.pt.k1ll3d.tmp", out / ".model.safetensors.abc.tmp"]
+    stale = [
+        out / ".checkpoint.pt.k1ll3d00.danet-tmp",
+        out / ".model.safetensors.abc00000.danet-tmp",
+    ]
     for path in stale:
         path.write_bytes(b"\0" * 1000)
     keep = out / ".notes.tmp"  # not a temp file of the run's

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 
 from danet.data.io import DataError, list_images, read_image, read_mask
+from danet.utils.outputs import note_inputs
+from danet.utils.readable import read_text_file
 
 IGNORE_INDEX = 255
 INVALID = -1  # a label_map entry for raw values that must not occur in a mask
@@ -44,6 +46,7 @@ class SegmentationDataset:
         self.pairs: list[tuple[Path, Path | None]] = self.find_pairs()
         if not self.pairs:
             raise DataError(f"{self.root}: split {split!r} is empty (no image/mask pairs found)")
+        note_inputs(path for pair in self.pairs for path in pair)  # no output may land on them
 
     def find_pairs(self) -> list[tuple[Path, Path | None]]:
         """Return the (image, mask) paths of this split; override in each reader."""
@@ -167,8 +170,10 @@ def read_split_list(path: Path) -> list[str]:
         listed = sorted(p.stem for p in path.parent.glob("*.txt")) if path.parent.is_dir() else []
         raise DataError(f"{path}: split list not found; lists there: {listed or 'none'}")
     try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
+        lines = read_text_file(path, "split list (one sample id per line)").splitlines()
+    except ValueError as err:
+        raise DataError(str(err)) from None
+    except OSError as err:
         raise DataError(f"{path}: unreadable split list ({err})") from None
     ids = [Path(line.split()[0]).stem for line in lines if line.strip()]
     if not ids:

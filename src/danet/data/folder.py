@@ -15,6 +15,7 @@ from danet.data.base import SegmentationDataset, pair_by_stem
 from danet.data.classes import Palette, color_map
 from danet.data.io import DataError
 from danet.utils.bounds import MAX_CLASS_NAME
+from danet.utils.readable import read_text_file
 
 
 class Folder(SegmentationDataset):
@@ -32,10 +33,13 @@ class Folder(SegmentationDataset):
 def read_classes(path: Path) -> tuple[tuple[str, ...], Palette]:
     """Class names and palette from a ``classes.txt`` (``name`` or ``name R G B`` per line)."""
     try:
-        lines = [line.strip() for line in path.read_text().splitlines()]
+        text = read_text_file(path, "classes.txt (one class name per line)")
+        lines = [line.strip() for line in text.splitlines()]
     except FileNotFoundError:
         raise DataError(f"{path}: no such file (one class name per line)") from None
-    except (OSError, UnicodeDecodeError) as err:
+    except ValueError as err:
+        raise DataError(str(err)) from None
+    except OSError as err:
         raise DataError(f"{path}: unreadable ({err})") from None
     lines = [line for line in lines if line]
     if not lines:

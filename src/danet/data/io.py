@@ -24,6 +24,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from danet.utils.images import array_to_rgb  # arrays of any dtype as uint8 RGB, shared
+from danet.utils.outputs import note_input
+from danet.utils.readable import file_kind
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF", "PPM")  # Pillow's names; JPEG covers MPO
@@ -76,6 +78,8 @@ def _first_line(err: BaseException) -> str:
 def _decoding(path: Path) -> Iterator[None]:
     """Turn whatever Pillow raises on a bad file into a one-line ``DataError`` naming it."""
     if not path.is_file():
+        if path.exists():  # a FIFO would block Pillow, a device never end
+            raise DataError(f"{path}: is {file_kind(path.stat().st_mode)}, not an image file")
         raise DataError(f"{path}: no such file")
     try:
         with warnings.catch_warnings():
@@ -112,6 +116,7 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     An image above ``max_pixels`` (default ``MAX_PIXELS``) is refused before it is decoded.
     """
     path = Path(path)
+    note_input(path)  # the running command writes no output over it
     with _decoding(path), Image.open(path, formats=FORMATS) as image:
         check_pixels(path, *image.size, max_pixels)
         image.load()

@@ -19,6 +19,7 @@ import onnxruntime as ort
 
 from danet.model.metadata import check_metadata
 from danet.utils.atomic import parse_json
+from danet.utils.readable import check_regular_file
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
@@ -49,8 +50,9 @@ class OnnxModel:
     ) -> None:
         self.path = Path(path)
         self.origin = origin or str(path)  # what error messages name
-        if not self.path.is_file():
+        if not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no such ONNX file")
+        check_regular_file(self.path, "ONNX file")  # a FIFO or a device: refused, never read
         try:
             self.session = ort.InferenceSession(
                 str(self.path), session_options(threads), providers=["CPUExecutionProvider"]

@@ -25,6 +25,7 @@ import numpy as np
 from danet.data import DataError, read_image
 from danet.data.io import IMAGE_EXTENSIONS, MAX_PIXELS, list_images
 from danet.inference.legend import add_legend, classes_by_area
+from danet.inference.naming import check_distinct_outputs, frames_of, warn_unsearched_videos
 from danet.inference.render import (
     class_names,
     colorize,
@@ -109,6 +110,7 @@ def collect_inputs(inputs: Sequence[str | Path], out: str | Path | None = None) 
             if out_dir is not None and out_dir != root and _inside(out_dir, root):
                 images = [p for p in images if not _inside(p.resolve(), out_dir)]
             _warn_symlinked_folders(path)
+            warn_unsearched_videos(path)
             if not images:
                 raise DataError(f"{path}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
             files += [Input(p, p.relative_to(path).with_suffix("")) for p in images]
@@ -116,14 +118,7 @@ def collect_inputs(inputs: Sequence[str | Path], out: str | Path | None = None) 
             files.append(Input(path, Path(path.stem)))
         else:
             raise FileNotFoundError(f"{path}: no such file or folder")
-    seen: dict[Path, Path] = {}
-    for item in files:
-        if item.name in seen:
-            raise ValueError(
-                f"{seen[item.name]} and {item.path} would write the same output files "
-                f"{item.name}_*.png"
-            )
-        seen[item.name] = item.path
+    check_distinct_outputs(files)
     if out is not None:
         _check_outputs_miss_inputs(files, Path(out))
     return files
@@ -371,7 +366,7 @@ def _overlay_videos(files: Sequence[Input], overlays: dict[str, Path], out: Path
     """``<video-stem>_overlay.mp4`` of each video's overlay PNGs."""
     videos = []
     for item in files:
-        frames = [p for n, p in overlays.items() if n.rsplit("_", 1)[0] == str(item.name)]
+        frames = [overlays[n] for n in frames_of(item, overlays)]
         if item.is_video and frames:
             video = out / f"{item.name}_overlay.mp4"
             videos.append(write_overlay_video(frames, video, video_fps(item.path)))

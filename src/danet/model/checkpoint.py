@@ -16,6 +16,7 @@ from safetensors import SafetensorError, safe_open
 
 import danet.assets as assets
 from danet.utils.atomic import atomic_write, read_json
+from danet.utils.readable import check_regular_file, check_torch_file
 
 # A model folder holds the constructor arguments and the weights; a training run adds its state.
 CONFIG_NAME = "config.json"
@@ -64,19 +65,37 @@ def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
     atomic_write(path, lambda tmp: _torch_save(state, tmp))
 
 
+def _refusal(err: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in danet's words: never PyTorch's
+    advice to set ``weights_only=False`` (which would run the file's code)."""
+    text = str(err)
+    if "weights_only" in text or "GLOBAL" in text or "Unsupported" in text:
+        return "it holds pickled code or objects, which danet refuses to load"
+    lines = text.strip().splitlines()
+    return lines[0][:200] if lines else type(err).__name__
+
+
+def load_plain(path: str | Path, what: str = "checkpoint") -> Any:
+    """``torch.load`` a file that ``torch.save`` wrote, with tensors and plain data only.
+
+    Before anything is allocated, the file must be a regular file (not a FIFO or a device) and,
+    as a zip archive, inflate to no more than its own size (:func:`check_torch_file`). Every
+    refusal is a one-line ``ValueError`` naming ``path``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such {what}")
+    check_torch_file(path, what)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"{path}: not a loadable {what} ({_refusal(err)})") from None
+
+
 def read_training_state(path: str | Path) -> dict[str, Any]:
     """Read a training checkpoint without unpickling code: anything but plain data is refused."""
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such checkpoint") from None
-    except Exception as err:
-        lines = str(err).strip().splitlines()
-        reason = lines[0] if lines else type(err).__name__
-        if "weights_only" in str(err) or "GLOBAL" in str(err) or "Unsupported" in str(err):
-            reason = "it holds pickled code or objects, which danet refuses to load"
-        raise ValueError(f"{path}: not a loadable danet checkpoint ({reason})") from None
+    state = load_plain(path, "danet checkpoint")
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ValueError(f"{path}: not a danet training checkpoint (no 'model' and 'config')")
     weights = state["model"]
@@ -85,6 +104,21 @@ def read_training_state(path: str | Path) -> dict[str, Any]:
     ):
         raise ValueError(f"{path}: its 'model' is not a dict of tensors")
     return state
+
+
+def check_dtypes(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], origin: Any) -> None:
+    """Raise a ValueError naming ``origin`` and the tensor when a weight's dtype is not the
+    model's own, or float16 for a float32 one (what ``save_model(half=True)`` writes): a header
+    that says bfloat16 over float16 bytes would load as nonsense."""
+    for name, value in state.items():
+        want = own[name].dtype if name in own else value.dtype
+        if value.dtype == want or (want == torch.float32 and value.dtype == torch.float16):
+            continue
+        raise ValueError(
+            f"{origin}: tensor {name} is stored as {str(value.dtype).removeprefix('torch.')}, "
+            f"but the model holds {str(want).removeprefix('torch.')} there (float16 allowed); "
+            "a damaged or mislabelled file"
+        )
 
 
 def check_shapes(own: dict[str, Any], state: dict[str, Any], origin: str | Path) -> None:
@@ -107,6 +141,7 @@ def check_shapes(own: dict[str, Any], state: dict[str, Any], origin: str | Path)
 
 def safetensors_shapes(path: Path) -> dict[str, list[int]]:
     """Tensor names and shapes from a safetensors header, without reading the data."""
+    check_regular_file(path, "safetensors file")
     try:
         with safe_open(str(path), framework="pt") as f:
             return {name: f.get_slice(name).get_shape() for name in f.keys()}  # noqa: SIM118
@@ -115,6 +150,8 @@ def safetensors_shapes(path: Path) -> dict[str, list[int]]:
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file (a regular file: a FIFO or a device is refused)."""
+    check_regular_file(path, "safetensors file")
     try:
         with safe_open(str(path), framework="pt") as f:
             return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
@@ -187,12 +224,13 @@ def model_file(name_or_path: str | Path) -> Path:
     """
     path = resolve(name_or_path)
     if path.is_dir():
-        if (path / WEIGHTS_NAME).is_file():
+        if (path / WEIGHTS_NAME).exists():
             path = path / WEIGHTS_NAME
-        elif (path / TRAIN_STATE_NAME).is_file():
+        elif (path / TRAIN_STATE_NAME).exists():
             path = path / TRAIN_STATE_NAME
         else:
             raise FileNotFoundError(f"{path}: holds neither {WEIGHTS_NAME} nor {TRAIN_STATE_NAME}")
+    check_regular_file(path, "model file")  # a FIFO or /dev/zero: refused, never read
     if path.suffix != ".safetensors":
         kind = describe_foreign_file(path)
         if kind is not None:

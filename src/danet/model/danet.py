@@ -22,6 +22,7 @@ from danet.model.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     bundled_models,
+    check_dtypes,
     check_finite,
     check_shapes,
     model_file,
@@ -45,6 +46,7 @@ from danet.options import (
     check_choice,
 )
 from danet.utils.atomic import atomic_write
+from danet.utils.outputs import resolve_output
 
 
 def check_backbone(name: str) -> None:
@@ -280,6 +282,8 @@ def save_model(model: DANet, folder: str | Path, half: bool = False) -> Path:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     config = json.dumps(model.config, indent=2)
     data = save(state, metadata={"format": "pt"})  # bytes: a full disk is a plain OSError
+    for name in (WEIGHTS_NAME, CONFIG_NAME):  # both checked before either is written
+        resolve_output(folder / name, "model")
     atomic_write(folder / WEIGHTS_NAME, lambda tmp: Path(tmp).write_bytes(data))
     atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(config))
     return folder
@@ -312,6 +316,7 @@ def _build(
 def set_weights(model: nn.Module, state: dict[str, torch.Tensor], origin: Path) -> nn.Module:
     """Put ``state`` into ``model`` strictly (a shape mismatch names the tensor); eval mode."""
     check_shapes(model.state_dict(), {k: v.shape for k, v in state.items()}, origin)
+    check_dtypes(model.state_dict(), state, origin)
     check_finite(state, origin)
     model.load_state_dict(state, strict=True)
     return model.eval()

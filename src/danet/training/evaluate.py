@@ -18,6 +18,7 @@ from danet.options import REACH_RADIUS
 from danet.training.metrics import ConfusionMatrix
 from danet.utils.atomic import dumps, write_text
 from danet.utils.inference import InferenceSettings, label_images, model_input_size
+from danet.utils.outputs import resolve_output
 from danet.utils.progress import progress as progress_bar
 from danet.utils.ranks import is_main, rank_world
 
@@ -157,6 +158,8 @@ def evaluation_report(
     settings = settings or InferenceSettings()
     dataset_name, data_root, split = dataset_of_run(origin, dataset, data_root, split)
     data = build_dataset(dataset_name, data_root, split)
+    if json_path:  # not one of the images or masks just listed, before the work is spent
+        resolve_output(json_path, "JSON")
     check_classes(model, data, origin, dataset_name)
     if not quiet and is_main():
         print(f"dataset: {dataset_name} {split} ({len(data)} images in {data_root})")
@@ -215,6 +218,8 @@ def inspect_model(
         raise ValueError(f"reach_radius={reach_radius} must be an integer >= 0")
     dataset, data_root, split = dataset_of_run(origin, dataset, data_root, split)
     data = build_dataset(dataset, data_root, split)
+    if json_path:  # not one of the images or masks just listed, before the work is spent
+        resolve_output(json_path, "JSON")
     check_classes(model, data, origin, dataset)
     if max_images is not None:
         data = data.first(max_images)

@@ -23,6 +23,8 @@ from typing import Any
 
 from danet.model.checkpoint import CONFIG_NAME, TRAIN_STATE_NAME, WEIGHTS_NAME
 from danet.utils.atomic import dumps, write_text
+from danet.utils.outputs import resolve_output
+from danet.utils.readable import read_text_file
 from danet.utils.textfile import read_json
 
 # A run folder is a model folder (CONFIG_NAME, WEIGHTS_NAME, TRAIN_STATE_NAME, named where the
@@ -94,6 +96,8 @@ def append_row(path: str | Path, row: dict[str, Any]) -> None:
     """Append ``row`` as one line of strict JSON (a non-finite number as ``null``), whole or not
     at all (a full disk leaves no torn line)."""
     data = (dumps(row, indent=None) + "\n").encode()
+    if resolve_output(path, "log").mode != "replace":  # a FIFO would block, a device swallow it
+        raise ValueError(f"{path}: is not a regular file; a run's log is appended to one")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         size = os.fstat(fd).st_size
@@ -115,7 +119,7 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         return []
-    lines = path.read_text().splitlines()
+    lines = read_text_file(path, "JSON-lines log").splitlines()
     rows = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

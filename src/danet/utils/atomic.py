@@ -9,11 +9,21 @@ import fcntl
 import json
 import math
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from danet.utils.outputs import resolve_output, write_in_place
+from danet.utils.readable import check_regular_file
+
+TEMP_SUFFIX = ".danet-tmp"
+"""What names every temp file of :func:`atomic_write`: ``.<name>.<8 random>.danet-tmp``. The
+stale-temp sweep deletes only such names, never a user's own ``.notes.png.bak.tmp``."""
+_TEMP = re.compile(r"\.(.+)\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX))
 
 MAX_JSON_BYTES = 16 << 20
 """A danet JSON file (config.json, run_config.json) is far smaller; larger ones are refused."""
@@ -31,20 +41,35 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
 
     A crash or a full disk at any moment leaves either the old file or the new one, never a torn
     one. Any failure to write is an ``OSError`` that names ``path`` and the reason ("No space left
-    on device", "Permission denied", ...), not the temp file.
+    on device", "Permission denied", ...), not the temp file. ``path`` is first checked by
+    :func:`danet.utils.outputs.resolve_output`: an input of the running command, a block device,
+    a socket or a folder is refused; a symlink is written through (its real target is replaced,
+    the link stays); a character device, a FIFO or ``/dev/stdout`` gets the bytes in place.
     """
-    path = Path(path)
+    given = Path(path)
+    target = resolve_output(given)
+    if target.mode != "replace":
+        with tempfile.TemporaryDirectory(prefix="danet-") as folder:
+            tmp = os.path.join(folder, given.name or "output")
+            write(tmp)
+            write_in_place(target, tmp)
+        return
+    path = target.path
     tmp, fd = None, None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
         fcntl.flock(fd, fcntl.LOCK_EX)  # a live write: remove_stale_temp_files leaves it alone
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+        try:  # the file it replaces keeps its permissions; a new one gets the usual ones
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask  # mkstemp makes 0600
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
         os.close(fd)
         fd = None
@@ -55,9 +80,9 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         if isinstance(err, OSError) and err.errno is not None:
-            raise OSError(err.errno, err.strerror, str(path)) from err
+            raise OSError(err.errno, err.strerror, str(given)) from err
         if full:  # a writer that hides the OSError (torch's zip writer, ONNX) on a full disk
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from err
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(given)) from err
         raise
 
 
@@ -68,14 +93,17 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def remove_stale_temp_files(folder: str | Path, names: tuple[str, ...]) -> list[Path]:
-    """Delete the ``.<name>.*.tmp`` files of :func:`atomic_write` that killed commands left in
-    ``folder`` (``names`` may be glob patterns, ``*.png``). A live write's temp file is locked
-    and kept."""
+    """Delete the ``.<name>.<random>.danet-tmp`` files of :func:`atomic_write` that killed
+    commands left in ``folder`` (``names`` may be glob patterns, ``*.png``). Only names that
+    :func:`atomic_write` makes are touched (a user's ``.notes.png.bak.tmp`` stays); a live
+    write's temp file is locked and kept."""
     removed = []
     for name in names:
-        for path in Path(folder).glob(f".{name}.*.tmp"):
+        for path in Path(folder).glob(f".{name}.*{TEMP_SUFFIX}"):
+            if not _TEMP.fullmatch(path.name) or not path.is_file() or path.is_symlink():
+                continue
             try:
-                fd = os.open(path, os.O_RDONLY)
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
             except OSError:
                 continue
             try:
@@ -94,7 +122,7 @@ def read_json(path: str | Path) -> Any:
     """A small JSON file's data; a file that is too large, not UTF-8, not JSON or nested too
     deeply is a one-line ValueError that names it (a missing one, FileNotFoundError)."""
     path = Path(path)
-    size = path.stat().st_size
+    size = check_regular_file(path, "JSON file").st_size
     if size > MAX_JSON_BYTES:
         raise ValueError(f"{path}: {size} bytes; a danet JSON file is at most {MAX_JSON_BYTES}")
     try:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from danet.utils.arrays import check_pixel_array
 from danet.utils.bounds import MAX_SIZE_PIXELS
 
 ORIENTATION = 0x0112  # the EXIF tag
@@ -54,8 +55,13 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
 
 
 def array_to_rgb(array: np.ndarray) -> np.ndarray:
-    """Return an HxW, HxWx3 or HxWx4 array of any pixel dtype as contiguous HxWx3 uint8 RGB."""
-    array = np.asarray(array)
+    """Return an HxW, HxWx3 or HxWx4 array of any pixel dtype as contiguous HxWx3 uint8 RGB;
+    refuse what no image is (:func:`~danet.utils.arrays.check_pixel_array`)."""
+    try:
+        array = np.asarray(array)
+    except ValueError:  # numpy's "inhomogeneous shape"
+        raise ValueError("image is a ragged nested list (rows of different lengths)") from None
+    check_pixel_array(array)
     if array.ndim != 2 and (array.ndim != 3 or array.shape[2] not in (3, 4)):
         raise ValueError(f"image has shape {array.shape}; expected HxW, HxWx3 or HxWx4")
     array = _to_uint8(array)  # before repeating gray: a third of the work

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from danet.options import RESIZE_MODES, ResizeMode, check_choice
+from danet.utils.arrays import check_batch
 from danet.utils.attention_budget import AttentionForm, check_attention_budget
 from danet.utils.bounds import INPUT_SIZE_RULE, MAX_SIZE_PIXELS, input_size_ok
 from danet.utils.images import as_rgb, prepare, resize_probs, softmax, upsampled_argmax
@@ -340,6 +341,7 @@ def segment_images(
 ) -> np.ndarray | list[np.ndarray]:
     """Segment an image or a batch (paths, PIL images, arrays: :func:`~danet.utils.images.as_rgb`)
     with ``model``: an HxW label map per image, or with ``probs`` (K, H, W) probabilities."""
+    check_batch(image)  # no empty batch, no nested list of numbers (img.tolist())
     batched = isinstance(image, (list, tuple)) or (
         isinstance(image, np.ndarray) and image.ndim == 4
     )

@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from danet.utils.outputs import resolve_output
+
 
 def check_writable_dir(folder: str | Path) -> Path:
     """Create ``folder`` if needed and check that a file can be written in it.
@@ -27,10 +29,15 @@ def check_writable_dir(folder: str | Path) -> Path:
     return folder
 
 
-def check_writable_file(path: str | Path) -> Path:
-    """Check that a file can be written at ``path``: not a folder, in a writable folder."""
+def check_writable_file(path: str | Path, what: str = "output") -> Path:
+    """Check that a file can be written at ``path``: not a folder, in a writable folder, and not
+    an input of the running command nor a special file it would replace
+    (:func:`danet.utils.outputs.resolve_output`; a character device, a FIFO or ``/dev/stdout``
+    is written in place)."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder; give a file name", str(path))
-    check_writable_dir(path.parent)
+    target = resolve_output(path, what)
+    if target.mode == "replace":
+        check_writable_dir(target.path.parent)
     return path
