@@ -821,6 +821,8 @@ def _check_paths(args: argparse.Namespace) -> None:
 
 def _model_files(name_or_path: str) -> list[Path]:
     """The files a model is read from (bundled name, folder or file), for :func:`_note_inputs`."""
+    if name_or_path.endswith(".onnx"):  # the torch-free path: nothing beside it is read
+        return [Path(name_or_path)]
     from danet.model.checkpoint import CONFIG_NAME, TRAIN_STATE_NAME, WEIGHTS_NAME, resolve
 
     try:
