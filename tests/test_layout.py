@@ -237,3 +237,19 @@ def test_argument_errors_and_help_load_no_torch(argv: list[str]) -> None:
         text=True, check=True,
     )  # fmt: skip
     assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout + out.stderr
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_every_function_fits_on_a_screen() -> None:
+    """No function or method in the package is longer than MAX_FUNCTION_LINES lines."""
+    package = Path(danet.__file__).resolve().parent
+    long = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(package)}:{node.name} ({lines} lines)")
+    assert not long, long

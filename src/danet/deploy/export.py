@@ -99,13 +99,7 @@ def export_onnx(
     model = checkpoint if isinstance(checkpoint, DANet) else load(checkpoint, map_location=device)
     model = model.eval()
     origin = "model" if isinstance(checkpoint, DANet) else str(checkpoint)  # for messages
-    native = model.config.get("input_size") or (None, None)
-    height = native[0] if height is None else height
-    width = native[1] if width is None else width
-    if height is None or width is None:
-        raise ValueError(f"{origin}: the checkpoint has no input_size; pass --height and --width")
-    if height < 8 or width < 8:
-        raise ValueError(f"height={height}, width={width}: both must be at least 8 pixels")
+    height, width = _export_size(model, origin, height, width)
     remove_stale_temp_files(Path(onnx_path).parent, (Path(onnx_path).name,))  # of killed exports
     if int8:
         images = calibration or default_calibration(model, origin)
@@ -125,38 +119,66 @@ def export_onnx(
             impls[module] = module.impl
             # unrolled blocks are fixed at the example's size: a dynamic graph Scans over them
             module.impl = "blocked" if dynamic else "auto"
+    onnx_path = Path(onnx_path)
+    try:
+        atomic_write(
+            onnx_path,
+            lambda tmp: _trace(model, tmp, height, width, dynamic, opset, all_heads, bool(impls)),
+        )
+    finally:
+        for module, impl in impls.items():
+            module.impl = impl
+    return onnx_path
+
+
+def _export_size(
+    model: DANet, origin: str, height: int | None, width: int | None
+) -> tuple[int, int]:
+    """The (H, W) to export at: the given one, else the model's ``input_size``."""
+    native = model.config.get("input_size") or (None, None)
+    height = native[0] if height is None else height
+    width = native[1] if width is None else width
+    if height is None or width is None:
+        raise ValueError(f"{origin}: the checkpoint has no input_size; pass --height and --width")
+    if height < 8 or width < 8:
+        raise ValueError(f"height={height}, width={width}: both must be at least 8 pixels")
+    return height, width
+
+
+def _trace(
+    model: DANet,
+    path: str,
+    height: int,
+    width: int,
+    dynamic: bool,
+    opset: int,
+    all_heads: bool,
+    has_pam: bool,
+) -> None:
+    """Trace ``model`` into the ONNX file ``path``, with its query-block attention expanded,
+    its metadata set, and the result checked by ``onnx.checker``."""
     device = next(model.parameters()).device
     with torch.no_grad():  # "out" first; a small run names them
         heads = list(model(torch.randn(1, 3, 64, 64, device=device)))
     x = torch.randn(1, 3, height, width, device=device)
     names = heads if all_heads else heads[:1]
     dynamic_axes = {name: DYNAMIC_AXES for name in ["input", *names]} if dynamic else None
-
-    def write(tmp: str) -> None:
-        with warnings.catch_warnings(), torch.no_grad():  # no autograd graph while tracing
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False: deliberate
-            torch.onnx.export(
-                _Outputs(model, names).eval(),  # export restores its mode: a new module trains
-                (x,),
-                tmp,
-                input_names=["input"],
-                output_names=names,
-                opset_version=opset,
-                dynamic_axes=dynamic_axes,
-                custom_opsets={DOMAIN: 1} if dynamic and impls else None,  # the Scan placeholder
-                dynamo=False,
-            )
-        proto = onnx.load(tmp)
-        expand_query_blocks(proto)
-        onnx.helper.set_model_props(proto, model_metadata(model, height, width, dynamic))
-        onnx.save(proto, tmp)
-        onnx.checker.check_model(tmp, full_check=True)
-
-    onnx_path = Path(onnx_path)
-    try:
-        atomic_write(onnx_path, write)
-    finally:
-        for module, impl in impls.items():
-            module.impl = impl
-    return onnx_path
+    with warnings.catch_warnings(), torch.no_grad():  # no autograd graph while tracing
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False: deliberate
+        torch.onnx.export(
+            _Outputs(model, names).eval(),  # export restores its mode: a new module trains
+            (x,),
+            path,
+            input_names=["input"],
+            output_names=names,
+            opset_version=opset,
+            dynamic_axes=dynamic_axes,
+            custom_opsets={DOMAIN: 1} if dynamic and has_pam else None,  # the Scan placeholder
+            dynamo=False,
+        )
+    proto = onnx.load(path)
+    expand_query_blocks(proto)
+    onnx.helper.set_model_props(proto, model_metadata(model, height, width, dynamic))
+    onnx.save(proto, path)
+    onnx.checker.check_model(path, full_check=True)

@@ -268,23 +268,7 @@ def predict_paths(
     overlays: dict[str, Path] = {}
     shard = len(range(rank, total, world))
 
-    attention = (  # an older --dynamic ONNX file's N x N attention has a budget of its own
-        getattr(model, "attention_form", "linear"),
-        int(getattr(model, "config", {}).get("output_stride") or 8),
-    )
-
-    def check(path: Path, image: np.ndarray) -> None:
-        try:
-            check_run_size(
-                image.shape[0], image.shape[1], input_size, settings, str(path), fit, *attention
-            )
-        except ValueError as err:
-            raise DataError(str(err)) from None
-
-    def run_pixels(image: np.ndarray) -> int:
-        sizes = run_sizes(image.shape[0], image.shape[1], input_size, settings, fit)
-        return max(h * w for h, w in sizes)
-
+    check, run_pixels = _size_checks(model, settings, input_size, fit)
     with progress_bar(shard, "predict", unit="img", quiet=not progress) as bar:
 
         def shortfall(n: int) -> None:  # skipped inputs leave the count ("1/1", not "1/2")
@@ -305,6 +289,31 @@ def predict_paths(
         written += _overlay_videos(files, overlays, out)
     _report_skipped(skipped, written)
     return written
+
+
+def _size_checks(
+    model: Any, settings: InferenceSettings, input_size: Any, fit: bool
+) -> tuple[Any, Any]:
+    """``check(path, image)``, which refuses (``DataError``) an image over the pixel budget, and
+    ``run_pixels(image)``, the most pixels it runs at, for :func:`predict_paths`."""
+    attention = (  # an older --dynamic ONNX file's N x N attention has a budget of its own
+        getattr(model, "attention_form", "linear"),
+        int(getattr(model, "config", {}).get("output_stride") or 8),
+    )
+
+    def check(path: Path, image: np.ndarray) -> None:
+        try:
+            check_run_size(
+                image.shape[0], image.shape[1], input_size, settings, str(path), fit, *attention
+            )
+        except ValueError as err:
+            raise DataError(str(err)) from None
+
+    def run_pixels(image: np.ndarray) -> int:
+        sizes = run_sizes(image.shape[0], image.shape[1], input_size, settings, fit)
+        return max(h * w for h, w in sizes)
+
+    return check, run_pixels
 
 
 def _runner(model: Any, batch_size: int, legend: Legend, overlay_video: bool) -> Any:
