@@ -110,7 +110,8 @@ ALLOWED: dict[str, set[str]] = {
     # top: open a model once, pass it down
     "danet": {"*"},  # the root's lazy public names
     "danet.__main__": {"danet.cli"},
-    "danet.cli": {"*"},
+    "danet.cli": {"*"},  # the package: arguments, parser, commands, errors, entry, ...
+    "danet.launch": {"danet.cli"},  # python -m danet.launch: the command's names, its ranks
     "danet.demo": {
         "danet.loading",
         "danet.inference",
