@@ -202,6 +202,7 @@ def test_no_module_below_the_top_imports_the_package_root() -> None:
         ("danet.training.evaluate", "torch"),
         ("danet.inference.files", "torch"),
         ("danet.model.metadata", "torch"),
+        ("danet.model.paths", "torch"),
     ],
 )
 def test_what_a_module_does_not_load(module: str, absent: str) -> None:

@@ -30,7 +30,7 @@ def _model_files(name_or_path: str) -> list[Path]:
     """The files a model is read from (bundled name, folder or file), for :func:`note_inputs_of`."""
     if name_or_path.endswith(".onnx"):  # the torch-free path: nothing beside it is read
         return [Path(name_or_path)]
-    from danet.model.checkpoint import CONFIG_NAME, TRAIN_STATE_NAME, WEIGHTS_NAME, resolve
+    from danet.model.paths import CONFIG_NAME, TRAIN_STATE_NAME, WEIGHTS_NAME, resolve
 
     try:
         path = resolve(name_or_path)
