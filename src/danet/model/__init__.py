@@ -8,6 +8,7 @@
 - :mod:`~danet.model.backbone`: timm feature extractors at output stride 8, 16 or 32;
 - :mod:`~danet.model.pretrained`: ImageNet weight files for the backbone;
 - :mod:`~danet.model.checkpoint`: the files a model and a training state are stored in;
+- :mod:`~danet.model.paths`: where those files are (names, bundled models), without torch;
 - :mod:`~danet.model.metadata`: class names, palette and input size, checked without torch;
 - :mod:`~danet.model.segment`: a module run inside :mod:`danet.utils.inference`.
 

@@ -14,21 +14,15 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-import danet.assets as assets
+from danet.model.paths import (  # where a model's files are, found without torch
+    CONFIG_NAME,
+    TRAIN_STATE_NAME,
+    WEIGHTS_NAME,
+    bundled_models,  # noqa: F401 - re-exported (danet.bundled_models, danet.demo)
+    resolve,
+)
 from danet.utils.atomic import atomic_write, read_json
 from danet.utils.readable import check_regular_file, check_torch_file
-
-# A model folder holds the constructor arguments and the weights; a training run adds its state.
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-TRAIN_STATE_NAME = "checkpoint.pt"
-
-
-def bundled_models() -> list[str]:
-    """Names of the trained models that ship inside the package."""
-    if not assets.MODELS_DIR.is_dir():
-        return []
-    return sorted(p.name for p in assets.MODELS_DIR.iterdir() if (p / WEIGHTS_NAME).is_file())
 
 
 class _KeepError:
@@ -194,26 +188,6 @@ def describe_foreign_file(path: Path) -> str | None:
     if head.startswith(b"RIFF") and path.suffix.lower() == ".webp":
         return "a WebP image (segment it with `danet predict` or model.predict)"
     return _SUFFIXES.get(path.suffix.lower())
-
-
-def resolve(name_or_path: str | Path) -> Path:
-    """Turn a bundled model's name, a model folder, a run folder or a file into a path.
-
-    A folder named like a bundled model that holds no model (a dataset folder ``camvid/`` in the
-    working directory) does not hide the bundled model.
-    """
-    path = Path(name_or_path)
-    holds_model = path.is_file() or any(
-        (path / n).is_file() for n in (WEIGHTS_NAME, TRAIN_STATE_NAME)
-    )
-    if holds_model or (path.exists() and str(name_or_path) not in bundled_models()):
-        return path
-    if str(name_or_path) in bundled_models():
-        return assets.bundled_model_dir(str(name_or_path))
-    names = ", ".join(bundled_models()) or "none"
-    raise FileNotFoundError(
-        f"{name_or_path}: no such file or folder, and not a bundled model (bundled: {names})"
-    )
 
 
 def model_file(name_or_path: str | Path) -> Path:
