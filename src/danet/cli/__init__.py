@@ -1,4 +1,5 @@
-"""The danet command: train, eval, predict, attention, export, demo, inspect, convert, explore.
+"""The danet command: train, eval, predict, attention, export, demo, inspect, convert, explore,
+weights.
 
 Each command parses its flags and calls one library function. Bad input ends with a one-line
 error that names the culprit and exit status 2 (``--debug`` shows the traceback). Building the

@@ -110,12 +110,12 @@ def command_parser(
     )
 
 
-def add_checkpoint(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--checkpoint",
-        default=DEFAULT_CHECKPOINT,
-        help="bundled model name, model or run folder, model.safetensors or checkpoint.pt",
-    )
+def add_checkpoint(p: argparse.ArgumentParser, onnx: bool = False) -> None:
+    """``--checkpoint``; ``onnx`` where the command also runs an exported ``.onnx`` file."""
+    what = "bundled model name, model or run folder, model.safetensors or checkpoint.pt"
+    if onnx:
+        what += ", or an .onnx file (run by onnxruntime, without torch)"
+    p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=what)
 
 
 def add_device(p: argparse.ArgumentParser, default: str | None = "auto") -> None:

@@ -28,14 +28,15 @@ from danet.options import LEGENDS
 from danet.version import __version__
 
 DESCRIPTION = (
-    "The danet command: train, eval, predict, attention, export, demo, inspect, convert, explore."
+    "The danet command: train, eval, predict, attention, export, demo, inspect, convert, explore, "
+    "weights."
 )
 """The first line of ``danet --help``."""
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = command_parser(sub, "eval", "mIoU of a checkpoint on a dataset split")
-    add_checkpoint(p)
+    add_checkpoint(p, onnx=True)
     add_dataset(p)
     add_inference(p)
     add_device(p)
@@ -52,7 +53,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = command_parser(sub, "predict", "label, colour and overlay PNGs for images/folders/videos")
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively), videos")
-    add_checkpoint(p)
+    add_checkpoint(p, onnx=True)
     p.add_argument("--out", default="predictions", help="output folder (keeps folders' layout)")
     p.add_argument(
         "--input-size", type=input_size, help="H,W (default: the checkpoint's input size)"
