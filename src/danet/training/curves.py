@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,11 @@ def plot_curves(run: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     run = Path(run)
-    fig = draw_curves(read_rows(run / METRICS_NAME))
     out = run / CURVES_NAME
-    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    with warnings.catch_warnings():  # matplotlib 3.8's mathtext warns on pyparsing >= 3.3
+        warnings.simplefilter("ignore", DeprecationWarning)
+        fig = draw_curves(read_rows(run / METRICS_NAME))
+        atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
     return out
 
