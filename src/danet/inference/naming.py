@@ -24,8 +24,11 @@ _FRAME = re.compile(r"(.+)_(\d{6})")
 class Named(Protocol):
     """An input of predict: its file, its output name and whether it is a video."""
 
-    path: Path
-    name: Path
+    @property
+    def path(self) -> Path: ...  # noqa: D102
+
+    @property
+    def name(self) -> Path: ...  # noqa: D102
 
     @property
     def is_video(self) -> bool: ...  # noqa: D102

@@ -220,7 +220,8 @@ def check_run_size(
             )
         if attention_form != "linear":
             window = input_size if settings.sliding_window and input_size else (h, w)
-            check_attention_budget(*window, output_stride, attention_form, budget, origin)
+            wh, ww = int(window[0]), int(window[1])
+            check_attention_budget(wh, ww, output_stride, attention_form, budget, origin)
     if settings.sliding_window and input_size is not None:
         windows = sum(count_windows(*size, input_size) for size in sizes)
         windows *= 2 if settings.flip else 1
