@@ -106,30 +106,24 @@ def test_the_parser_builds_without_torch() -> None:
 
 GROUND = {"danet.utils", "danet.options", "danet.assets", "danet.version"}
 BASE = {"danet.model", "danet.data", *GROUND}
+# the demo and the explorer open a model once and use every floor below
+OPENS_MODELS = {
+    "danet.loading",
+    "danet.inference",
+    "danet.deploy",
+    "danet.training",
+    "danet.analysis",
+    "danet.convert",
+    *BASE,
+}
 ALLOWED: dict[str, set[str]] = {
     # top: open a model once, pass it down
     "danet": {"*"},  # the root's lazy public names
     "danet.__main__": {"danet.cli"},
     "danet.cli": {"*"},  # the package: arguments, parser, commands, errors, entry, ...
     "danet.launch": {"danet.cli"},  # python -m danet.launch: the command's names, its ranks
-    "danet.demo": {
-        "danet.loading",
-        "danet.inference",
-        "danet.deploy",
-        "danet.training",
-        "danet.analysis",
-        "danet.convert",
-        *BASE,
-    },  # fmt: skip
-    "danet.app": {
-        "danet.loading",
-        "danet.inference",
-        "danet.deploy",
-        "danet.training",
-        "danet.analysis",
-        "danet.convert",
-        *BASE,
-    },  # fmt: skip
+    "danet.demo": OPENS_MODELS,
+    "danet.app": OPENS_MODELS,
     "danet.loading": {"danet.deploy", *BASE},
     # files, export, int8, the onnxruntime stand-in
     "danet.inference": {"danet.analysis", "danet.convert", *BASE},

@@ -130,6 +130,9 @@ def test_budget_refuses_an_older_dynamic_file_whose_attention_would_not_fit(
     assert code == 2
     assert_one_line(err, "wide.png", "naive form", "N = 512", "--max-pixels")
     assert not (tmp_path / "naive" / "wide_label.png").exists()
+    budget = danet.InferenceSettings(max_pixels=40000)  # the Python path checks it too
+    with pytest.raises(ValueError, match="naive form"):
+        OnnxModel(naive).predict(np.zeros((64, 512, 3), np.uint8), settings=budget)
     code, _, err = cli([*argv, "--checkpoint", str(scan), "--out", str(tmp_path / "scan")])
     assert code == 0, err
     assert (tmp_path / "scan" / "wide_label.png").is_file()

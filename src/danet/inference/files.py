@@ -43,12 +43,12 @@ from danet.inference.video import (
 )
 from danet.options import LEGENDS, Legend, check_choice
 from danet.utils.atomic import remove_stale_temp_files
-from danet.utils.attention_budget import AttentionForm
 from danet.utils.inference import (
     InferenceSettings,
     check_run_size,
     fixed_size,
     label_images,
+    model_attention,
     model_input_size,
     run_sizes,
     small_image_warning,
@@ -297,14 +297,12 @@ def _size_checks(
 ) -> tuple[Any, Any]:
     """``check(path, image)``, which refuses (``DataError``) an image over the pixel budget, and
     ``run_pixels(image)``, the most pixels it runs at, for :func:`predict_paths`."""
-    # an older --dynamic ONNX file's N x N attention has a budget of its own
-    form: AttentionForm = "naive" if getattr(model, "attention_form", "") == "naive" else "linear"
-    stride = int(getattr(model, "config", {}).get("output_stride") or 8)
+    attention = model_attention(model)  # an older --dynamic ONNX file's budget is its own
 
     def check(path: Path, image: np.ndarray) -> None:
         h, w = image.shape[:2]
         try:
-            check_run_size(h, w, input_size, settings, str(path), fit, form, stride)
+            check_run_size(h, w, input_size, settings, str(path), fit, *attention)
         except ValueError as err:
             raise DataError(str(err)) from None
 

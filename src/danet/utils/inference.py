@@ -302,6 +302,15 @@ def view_probs(
     return total
 
 
+def model_attention(model: Any) -> tuple[AttentionForm, int]:
+    """How ``model``'s position attention grows with N (its ``attention_form``: ``"naive"`` only
+    for an ONNX file of an older ``--dynamic`` export) and its output stride, the two last
+    arguments of :func:`check_run_size`."""
+    form: AttentionForm = "naive" if getattr(model, "attention_form", "") == "naive" else "linear"
+    config = getattr(model, "config", None) or {}
+    return form, int(config.get("output_stride") or 8)
+
+
 def summed_probs(
     model: Any, images: Sequence[np.ndarray], settings: InferenceSettings, origin: str = "image"
 ) -> np.ndarray:
@@ -310,7 +319,7 @@ def summed_probs(
     input_size = model_input_size(model, settings)
     fit = fixed_size(model) is not None
     h, w = images[0].shape[:2]
-    sizes = check_run_size(h, w, input_size, settings, origin, fit)
+    sizes = check_run_size(h, w, input_size, settings, origin, fit, *model_attention(model))
     base = base_size(h, w, input_size, settings, fit)
     total: np.ndarray | None = None
     for size in sizes:
