@@ -46,7 +46,7 @@ def _with_metadata(src: Path, dst: Path, **changes: str) -> Path:
         ({"mean": "[0.5, 0.5"}, "metadata 'mean': not valid JSON"),
         ({"mean": "[1, 2, 3, 4]"}, "metadata 'mean' must be 3 finite numbers"),
         ({"input_size": "[0, 0]"}, "metadata: input_size must be H,W"),
-        ({"config": "[" * 100_000}, "metadata 'config': JSON nested too deeply"),
+        ({"config": "[" * 100_000}, "metadata 'config': JSON nested more than 32 levels deep"),
     ],
 )  # fmt: skip
 def test_lying_onnx_metadata_is_refused_naming_the_file(

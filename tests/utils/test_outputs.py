@@ -153,7 +153,7 @@ def test_a_copy_of_dev_null_made_with_mknod_is_kept(tmp_path: Path) -> None:
 
 
 def test_a_binary_file_given_as_text_is_named(tmp_path: Path) -> None:
-    from danet.utils.readable import read_text_file
+    from danet.utils.textfile import read_text_file
 
     path = tmp_path / "classes.txt"
     path.write_bytes(b"road\n\xff\xfe\x00sky")

@@ -11,7 +11,7 @@ import numpy as np
 
 from danet.data.io import DataError, list_images, read_image, read_mask
 from danet.utils.outputs import note_inputs
-from danet.utils.readable import read_text_file
+from danet.utils.textfile import read_text_file
 
 IGNORE_INDEX = 255
 INVALID = -1  # a label_map entry for raw values that must not occur in a mask

@@ -15,7 +15,7 @@ from danet.data.base import SegmentationDataset, pair_by_stem
 from danet.data.classes import Palette, color_map
 from danet.data.io import DataError
 from danet.utils.bounds import MAX_CLASS_NAME
-from danet.utils.readable import read_text_file
+from danet.utils.textfile import read_text_file
 
 
 class Folder(SegmentationDataset):

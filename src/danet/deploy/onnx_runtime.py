@@ -18,8 +18,8 @@ import numpy as np
 import onnxruntime as ort
 
 from danet.model.metadata import check_metadata
-from danet.utils.atomic import parse_json
 from danet.utils.readable import check_regular_file
+from danet.utils.textfile import parse_json
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:

@@ -21,8 +21,9 @@ from danet.model.paths import (  # where a model's files are, found without torc
     bundled_models,  # noqa: F401 - re-exported (danet.bundled_models, danet.demo)
     resolve,
 )
-from danet.utils.atomic import atomic_write, read_json
+from danet.utils.atomic import atomic_write
 from danet.utils.readable import check_regular_file, check_torch_file
+from danet.utils.textfile import read_json
 
 
 class _KeepError:

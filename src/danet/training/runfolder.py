@@ -24,8 +24,7 @@ from typing import Any
 from danet.model.checkpoint import CONFIG_NAME, TRAIN_STATE_NAME, WEIGHTS_NAME
 from danet.utils.atomic import dumps, write_text
 from danet.utils.outputs import resolve_output
-from danet.utils.readable import read_text_file
-from danet.utils.textfile import read_json
+from danet.utils.textfile import read_json, read_text_file
 
 # A run folder is a model folder (CONFIG_NAME, WEIGHTS_NAME, TRAIN_STATE_NAME, named where the
 # model's files are defined) plus the log, its plot and the recipe the run was trained with.

@@ -18,15 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from danet.utils.outputs import resolve_output, write_in_place
-from danet.utils.readable import check_regular_file
 
 TEMP_SUFFIX = ".danet-tmp"
 """What names every temp file of :func:`atomic_write`: ``.<name>.<8 random>.danet-tmp``. The
 stale-temp sweep deletes only such names, never a user's own ``.notes.png.bak.tmp``."""
 _TEMP = re.compile(r"\.(.+)\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX))
-
-MAX_JSON_BYTES = 16 << 20
-"""A danet JSON file (config.json, run_config.json) is far smaller; larger ones are refused."""
 
 
 def _disk_full(folder: Path) -> bool:
@@ -116,30 +112,6 @@ def remove_stale_temp_files(folder: str | Path, names: tuple[str, ...]) -> list[
             finally:
                 os.close(fd)
     return removed
-
-
-def read_json(path: str | Path) -> Any:
-    """A small JSON file's data; a file that is too large, not UTF-8, not JSON or nested too
-    deeply is a one-line ValueError that names it (a missing one, FileNotFoundError)."""
-    path = Path(path)
-    size = check_regular_file(path, "JSON file").st_size
-    if size > MAX_JSON_BYTES:
-        raise ValueError(f"{path}: {size} bytes; a danet JSON file is at most {MAX_JSON_BYTES}")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); expected JSON") from None
-    return parse_json(text, str(path))
-
-
-def parse_json(text: str, origin: str) -> Any:
-    """``json.loads(text)``, with errors as one-line ValueErrors naming ``origin``."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{origin}: not valid JSON ({err})") from None
-    except RecursionError:
-        raise ValueError(f"{origin}: JSON nested too deeply to be a danet file") from None
 
 
 def strict_json(value: Any) -> Any:

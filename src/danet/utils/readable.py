@@ -2,7 +2,8 @@
 device given as a config or weight file would block or never end), and a ``torch.save`` zip
 archive whose entries cannot inflate past the file's own size.
 
-Imports nothing from danet (the ground floor), and no torch.
+Imports nothing from danet (the ground floor), and no torch. Text files are read by
+:mod:`danet.utils.textfile`.
 """
 
 from __future__ import annotations
@@ -83,24 +84,3 @@ def check_torch_file(path: str | Path, what: str = "PyTorch checkpoint") -> None
             f"{path}: not a {what} (it is {what_it_is}); expected a file that "
             "torch.save wrote (a zip archive or a pickle)"
         )
-
-
-MAX_TEXT_BYTES = 64 << 20
-"""A danet text file (a split list, classes.txt, a run's log) is far smaller; larger ones are
-refused before they are read."""
-
-
-def read_text_file(path: str | Path, what: str = "text file", limit: int = MAX_TEXT_BYTES) -> str:
-    """The UTF-8 text of ``path``: a regular file of at most ``limit`` bytes. A binary file, a
-    FIFO or device, or one too large is a one-line ``ValueError`` naming it and what was
-    expected (a missing one, ``FileNotFoundError``)."""
-    size = check_regular_file(path, what).st_size
-    if size > limit:
-        raise ValueError(f"{path}: {size} bytes; a danet {what} is at most {limit}")
-    data = Path(path).read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(
-            f"{path}: not UTF-8 text (byte {err.start} is {data[err.start]:#04x}); expected a {what}"
-        ) from None

@@ -3,7 +3,8 @@ parsed with a depth limit and no duplicate keys. Every refusal is a one-line Val
 names the file.
 
 A FIFO, a device or a socket is refused before a byte is read (``/dev/zero`` would never end, a
-FIFO would block). Imports nothing from danet.
+FIFO would block). The one reader of danet's small text files: recipes, JSON files (a model's
+config.json, a run's files, ONNX metadata), split lists, classes.txt and a run's log.
 """
 
 from __future__ import annotations
@@ -16,17 +17,24 @@ from typing import Any
 
 import yaml
 
+from danet.utils.readable import file_kind
+
+MAX_TEXT_BYTES = 64 << 20
+"""A danet text file (a split list, classes.txt, a run's log) is far smaller; larger ones are
+refused before they are read."""
+MAX_JSON_BYTES = 16 << 20
+"""A danet JSON file (a model's config.json, a run's config) is far smaller."""
 MAX_RECIPE_BYTES = 1 << 20
 """A recipe is a page of YAML; one over a mebibyte is refused before it is parsed."""
 MAX_DEPTH = 32
 """How deeply a recipe's or a JSON file's lists and mappings may nest (a recipe uses 2)."""
 
 
-def read_text_file(path: str | Path, limit: int, what: str = "file") -> str:
+def read_text_file(path: str | Path, what: str = "text file", limit: int = MAX_TEXT_BYTES) -> str:
     """The text of ``path``: a regular file of at most ``limit`` bytes, UTF-8 without NUL bytes.
 
     ``what`` names the kind of file in messages ("recipe"); a missing file is a
-    FileNotFoundError, anything else wrong a ValueError naming ``path``.
+    FileNotFoundError, anything else wrong a one-line ValueError naming ``path``.
     """
     path = Path(path)
     # O_NONBLOCK: opening a FIFO for reading returns at once, and fstat then refuses it
@@ -34,7 +42,8 @@ def read_text_file(path: str | Path, limit: int, what: str = "file") -> str:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{path}: not a regular file (a {_kind(info.st_mode)}); give a {what}")
+            kind = file_kind(info.st_mode)
+            raise ValueError(f"{path}: is {kind}; danet reads a {what} only from a regular file")
         if info.st_size > limit:
             raise ValueError(f"{path}: {info.st_size} bytes; a {what} is at most {limit} bytes")
         with os.fdopen(os.dup(fd), "rb") as handle:
@@ -46,23 +55,12 @@ def read_text_file(path: str | Path, limit: int, what: str = "file") -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        reason = f"not UTF-8 at byte {err.start}"
-        raise ValueError(f"{path}: a binary file, not a {what} ({reason})") from None
+        byte = f"byte {err.start} is {data[err.start]:#04x}"
+        raise ValueError(f"{path}: not UTF-8 text ({byte}); expected a {what}") from None
     if "\0" in text:
-        reason = f"a NUL byte at {text.index(chr(0))}"
-        raise ValueError(f"{path}: a binary file, not a {what} ({reason})")
+        raise ValueError(f"{path}: a binary file (a NUL byte at {text.index(chr(0))}); "
+                         f"expected a {what}")  # fmt: skip
     return text
-
-
-def _kind(mode: int) -> str:
-    kinds = [
-        (stat.S_ISDIR, "folder"),
-        (stat.S_ISFIFO, "FIFO"),
-        (stat.S_ISCHR, "character device"),
-        (stat.S_ISBLK, "block device"),
-        (stat.S_ISSOCK, "socket"),
-    ]
-    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 class _BoundedLoader(yaml.SafeLoader):
@@ -121,7 +119,7 @@ def parse_yaml(text: str, origin: str) -> Any:
 
 def read_yaml(path: str | Path, limit: int = MAX_RECIPE_BYTES, what: str = "recipe") -> Any:
     """The data of a small YAML file, read with :func:`read_text_file` and :func:`parse_yaml`."""
-    return parse_yaml(read_text_file(path, limit, what), str(path))
+    return parse_yaml(read_text_file(path, what, limit), str(path))
 
 
 def _depth(value: Any) -> int:
@@ -159,6 +157,6 @@ def parse_json(text: str, origin: str, max_depth: int = MAX_DEPTH) -> Any:
     return data
 
 
-def read_json(path: str | Path, limit: int = 16 << 20, what: str = "JSON file") -> Any:
+def read_json(path: str | Path, limit: int = MAX_JSON_BYTES, what: str = "JSON file") -> Any:
     """The data of a small JSON file, bounded as :func:`read_text_file` and :func:`parse_json`."""
-    return parse_json(read_text_file(path, limit, what), str(path))
+    return parse_json(read_text_file(path, what, limit), str(path))
