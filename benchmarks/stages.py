@@ -67,6 +67,8 @@ def parts(model: danet.DANet) -> dict[str, nn.Module]:
         found[f"{branch} conv_in"] = module.conv_in
         found[ATTENTION.get(branch, f"{branch} attention")] = module.attention
         found[f"{branch} conv_out"] = module.conv_out
+    if model.head.decoder is not None:
+        found["stride-4 decoder"] = model.head.decoder
     found["classifier"] = model.head.classifier
     for branch, module in model.head.classifiers.items():
         found[f"{branch} side classifier (eager only)"] = module
@@ -82,8 +84,8 @@ def upsample_label(head: str) -> str:
 
 def timed_forward(model: danet.DANet, x: torch.Tensor, times: dict[str, float]) -> torch.Tensor:
     """``DANet.forward(x)["out"]`` step by step, adding each upsampling's seconds to ``times``."""
-    c3, c4 = model.backbone(x)
-    logits = model.head(c4)
+    *low, c3, c4 = model.backbone(x)  # low: the stride-4 features, when the head has a decoder
+    logits = model.head(c4, low[0] if low else None)
     if model.aux is not None:
         logits["aux"] = model.aux(c3)
     outs = {}
@@ -170,6 +172,8 @@ def onnx_label(node: str, op: str, branches: list[str]) -> str:
         )
     if scope[:2] == ["head", "classifier"]:
         return "classifier"
+    if scope[:2] == ["head", "decoder"]:
+        return "stride-4 decoder"
     if scope[:1] == ["head"]:
         return "head sum of branches"
     if scope[:1] == ["aux"]:
