@@ -185,7 +185,17 @@ def test_train_logs_diagnostics_and_inspect_prints_them(camvid_root: Path, tmp_p
             {"pam_self_mass": 0.4, "pam_local_mass": 0.8, "pam_lift": 4.0},
             "collapsed onto the query",
         ),
-        ({"pam_self_mass": 0.001, "pam_local_mass": 0.25, "pam_lift": 3.0}, "collapsed"),
+        (
+            {
+                "pam_self_mass": 0.013,
+                "pam_local_mass": 0.276,
+                "pam_lift": 4.09,
+                "pam_far_same_mass": 0.587,
+                "pam_far_same_uniform": 0.720,
+            },
+            "stays near the query (local mass 0.276, healthy: under 0.2; self mass 0.013; far "
+            "same-class mass 0.587 of a possible 0.720)",
+        ),  # fmt: skip
         ({"pam_self_mass": 0.0004, "pam_local_mass": 0.018, "pam_lift": 1.03}, "is uniform"),
         (
             {

@@ -222,20 +222,27 @@ UNIFORM_LIFT = 1.5
 
 def reach_verdict(figures: dict[str, float]) -> str:
     """One line starting ``verdict:``: whether the PAM reaches across the image, has collapsed
-    onto the query, or is uniform, by the thresholds of docs/attention_reach.md (self mass under
-    :data:`SELF_LOOKUP_SELF_MASS` and local mass under :data:`SELF_LOOKUP_LOCAL_MASS`, else
-    collapsed; lift at least :data:`UNIFORM_LIFT`, else uniform)."""
+    onto the query, stays near it, or is uniform, by the thresholds of docs/attention_reach.md
+    (self mass under :data:`SELF_LOOKUP_SELF_MASS`, else collapsed; local mass under
+    :data:`SELF_LOOKUP_LOCAL_MASS`, else near; lift at least :data:`UNIFORM_LIFT`, else
+    uniform)."""
     needed = ("pam_self_mass", "pam_local_mass", "pam_lift")
     if not all(key in figures for key in needed):
         return "verdict: no position attention rows to judge (no PAM, or no labelled pixels)"
     own, local, lift = (figures[key] for key in needed)
     far = figures.get("pam_far_same_mass", math.nan)
     ceiling = figures.get("pam_far_same_uniform", math.nan)
-    if own >= SELF_LOOKUP_SELF_MASS or local >= SELF_LOOKUP_LOCAL_MASS:
+    if own >= SELF_LOOKUP_SELF_MASS:
         return (
             f"verdict: the attention has collapsed onto the query (self mass {own:.3f}, local "
             f"mass {local:.3f}; healthy: under {SELF_LOOKUP_SELF_MASS} and "
             f"{SELF_LOOKUP_LOCAL_MASS}): it brings little context"
+        )
+    if local >= SELF_LOOKUP_LOCAL_MASS:
+        return (
+            f"verdict: the attention stays near the query (local mass {local:.3f}, healthy: "
+            f"under {SELF_LOOKUP_LOCAL_MASS}; self mass {own:.3f}; far same-class mass "
+            f"{far:.3f} of a possible {ceiling:.3f}): it brings little long-range context"
         )
     if lift < UNIFORM_LIFT:
         return (
