@@ -89,3 +89,13 @@ def test_a_malformed_card_is_refused_naming_the_key(
     path.write_text(json.dumps({**data, **change}))
     with pytest.raises(ValueError, match=re.escape(culprit)):
         read_card(path)
+
+
+def test_an_unreadable_card_is_one_line_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / CARD_NAME
+    path.write_bytes(b'{"dataset": "CamVid\xff"}')
+    with pytest.raises(ValueError, match=r"card.json: not UTF-8 text .*expected a model card"):
+        read_card(path)
+    path.write_text('{"dataset": "CamVid", "dataset": "VOC"}')
+    with pytest.raises(ValueError, match="the key 'dataset' is given twice"):
+        read_card(path)

@@ -17,13 +17,13 @@ about a model is written in code. The fields:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import danet.assets as assets
 from danet.model.checkpoint import resolve
+from danet.utils.textfile import read_json
 
 CARD_NAME = "card.json"
 MAX_CARD_BYTES = 1 << 20
@@ -116,14 +116,9 @@ def _require(data: dict[str, Any], key: str, kind: type, origin: Path) -> Any:
 def read_card(path: str | Path, name: str | None = None) -> ModelCard:
     """Read and check a ``card.json``; a malformed one is a ValueError naming the file and key."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: no such model card")
-    if path.stat().st_size > MAX_CARD_BYTES:
-        raise ValueError(f"{path}: a model card must be under {MAX_CARD_BYTES} bytes")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not a UTF-8 JSON model card ({err})") from None
+    data = read_json(path, MAX_CARD_BYTES, "model card")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a model card must be a JSON object")
     splits = _require(data, "train_splits", list, path)
