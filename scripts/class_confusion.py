@@ -17,13 +17,17 @@ import numpy as np
 from PIL import Image
 
 import danet
+from danet.training.metrics import ConfusionMatrix
 
 
 def _iou(labels: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
-    valid = labels < k
-    conf = np.bincount(labels[valid] * k + pred[valid], minlength=k * k).reshape(k, k)
-    inter = np.diag(conf)
-    return inter / np.maximum(conf.sum(0) + conf.sum(1) - inter, 1)
+    return _confusion(labels, pred, k).compute()["per_class_iou"]
+
+
+def _confusion(labels: np.ndarray, pred: np.ndarray, k: int) -> ConfusionMatrix:
+    matrix = ConfusionMatrix(k, ignore_index=k)  # CamVid's void is label k (11)
+    matrix.update(pred, labels)
+    return matrix
 
 
 def main() -> None:
@@ -37,9 +41,9 @@ def main() -> None:
     model = danet.load(args.model)
     names = list(model.class_names)
     k, c = len(names), names.index(args.cls)
-    images = sorted((args.root / args.split).glob("*.png"))
+    images = sorted(p for p in (args.root / args.split).iterdir() if p.suffix in (".png", ".jpg"))
     labels = np.stack(
-        [np.array(Image.open(args.root / f"{args.split}annot" / p.name)) for p in images]
+        [np.array(Image.open(args.root / f"{args.split}annot" / f"{p.stem}.png")) for p in images]
     )
     logp = np.stack(
         [
@@ -49,9 +53,7 @@ def main() -> None:
             for p in images
         ]
     )
-    pred = logp.argmax(1)
-    valid = labels < k
-    conf = np.bincount(labels[valid] * k + pred[valid], minlength=k * k).reshape(k, k)
+    conf = _confusion(labels, logp.argmax(1), k).mat
     row, col = conf[c] / conf[c].sum(), conf[:, c] / max(conf[:, c].sum(), 1)
     print(
         f"{args.cls}: {conf[c].sum()} pixels, predicted as "
@@ -66,12 +68,12 @@ def main() -> None:
         counts += np.bincount(np.array(Image.open(p)).ravel(), minlength=k + 1)[:k]
     log_prior = np.log(counts / counts.sum())[None, :, None, None]
     for tau in (0.0, 0.1, 0.2, 0.3, 0.5):
-        iou = _iou(labels, (logp - tau * log_prior).argmax(1), k)
+        iou = np.asarray(_iou(labels, (logp - tau * log_prior).argmax(1), k))
         print(f"tau {tau}: mIoU {100 * iou.mean():.2f}  {args.cls} {100 * iou[c]:.1f}")
     for b in (0.5, 1.0, 1.5, 2.0, 3.0):
         shifted = logp.copy()
         shifted[:, c] += b
-        iou = _iou(labels, shifted.argmax(1), k)
+        iou = np.asarray(_iou(labels, shifted.argmax(1), k))
         print(f"bias {b} on {args.cls}: mIoU {100 * iou.mean():.2f}  {args.cls} {100 * iou[c]:.1f}")
 
 
