@@ -43,7 +43,7 @@ from danet.utils.textfile import read_yaml
 # The weights of the loss terms, by output name. The paper weighs out, pam and cam equally;
 # mmsegmentation's auxiliary FCN head gets 0.4. "affinity" (off in the paper) supervises PAM's
 # rows with the labels: -log(attention mass on same-class keys).
-LOSS_TERMS = frozenset({"out", "pam", "cam", "aux", "affinity", "distill"})
+LOSS_TERMS = frozenset({"out", "pam", "cam", "aux", "affinity", "distill", "lovasz"})
 DEFAULT_LOSS_WEIGHTS = {"out": 1.0, "pam": 1.0, "cam": 1.0, "aux": 0.4}
 
 
@@ -192,7 +192,8 @@ class TrainConfig:
                                "reach figures", low=0)  # fmt: skip
     loss_weights: dict[str, float] = option(DEFAULT_LOSS_WEIGHTS, "weights of the loss terms as "
                                             "NAME=W (out, pam, cam, aux, affinity, "
-                                            "distill); they "
+                                            "distill, lovasz: the Lovasz-softmax loss of "
+                                            "out); they "
                                             "update the defaults", low=0)  # fmt: skip
     teacher: str | None = option(None, "distil from this model (a bundled name or a model "
                                  "folder): its class probabilities at distill_temperature "

@@ -143,6 +143,21 @@ def distillation_loss(
     return kl.mean() * t * t
 
 
+def lovasz_loss(
+    logits: torch.Tensor, target: torch.Tensor, ignore_index: int = 255
+) -> torch.Tensor:
+    """The Lovasz-softmax loss (Berman et al., CVPR 2018) of (B, K, H, W) logits, averaged over
+    the classes present in the batch: a smooth surrogate of 1 - IoU per class, so a thin class
+    counts as much as a large one. segmentation_models_pytorch's implementation."""
+    try:
+        from segmentation_models_pytorch.losses import LovaszLoss
+    except ImportError as exc:
+        raise ImportError(
+            "the lovasz loss term needs segmentation_models_pytorch: pip install 'danet[train]'"
+        ) from exc
+    return LovaszLoss("multiclass", ignore_index=ignore_index)(logits.float(), target)
+
+
 class DANetLoss(nn.Module):
     """``sum_k w_k * CE(logits[k], target)`` over the outputs present, ignoring ``ignore_index``.
 
@@ -193,7 +208,8 @@ class DANetLoss(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Return ``(loss, parts)``: the weighted total (a 0-d tensor to backpropagate) and a dict
         of each term's unweighted value as a float, keyed by output name (``"out"``, ``"pam"``,
-        ``"cam"``, ``"aux"``, and ``"affinity"`` when it is weighted and ``pam_qk`` is given: the PAM's
+        ``"cam"``, ``"aux"``, ``"lovasz"`` (:func:`lovasz_loss` of ``"out"``) when it is weighted,
+        and ``"affinity"`` when it is weighted and ``pam_qk`` is given: the PAM's
         ``(s * Q, K)`` as (B, N, d) and its feature map's (h, w)), and ``"distill"`` when
         ``teacher_logits`` (a teacher's ``"out"`` logits) are given: :func:`distillation_loss`
         of ``"out"``, weighted by ``weights["distill"]`` (1 when not set)."""
@@ -214,6 +230,11 @@ class DANetLoss(nn.Module):
             )
             parts[name] = ce.detach().item()
             total = total + weight * ce
+        weight = self.weights.get("lovasz", 0.0)
+        if weight:
+            lovasz = lovasz_loss(logits["out"], target, self.ignore_index)
+            parts["lovasz"] = lovasz.detach().item()
+            total = total + weight * lovasz
         weight = self.weights.get("affinity", 0.0)
         if weight and pam_qk is not None:
             q, k, feat_size = pam_qk
