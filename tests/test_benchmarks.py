@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -91,3 +92,39 @@ def test_onnx_attention_memory_quick_measures_each_form() -> None:
     assert [row[:2] for row in rows] == [["64x64", "64"], ["64x128", "128"]]
     for row in rows:
         assert all(cell.endswith(" MiB") and float(cell[:-4]) > 0 for cell in row[2:5]), row
+
+
+@pytest.mark.skipif(
+    not HAS_SMP,
+    reason="benchmarks/accuracy.py trains smp as the peer: pip install danet[bench]",
+)
+def test_accuracy_trains_the_peer_with_the_recipe_scores_it_and_resumes(tmp_path: Path) -> None:
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(
+        "dataset: camvid\ntrain_split: val\nval_split: val\ncrop_size: 64\nbase_size: [96, 128]\n"
+        "batch_size: 2\nworkers: 0\niters: 2\nwarmup_iters: 0\npixel_sampler: ohem\n"
+    )
+    ours = tmp_path / "danet.json"
+    ours.write_text(
+        '{"miou": 0.5, "per_class_iou": [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]}'
+    )
+    args = [str(BENCHMARKS / "accuracy.py"), "--data-root", str(danet.samples_dir("camvid"))]
+    args += ["--config", str(recipe), "--out", str(tmp_path / "peer"), "--checkpoint-every", "1"]
+    args += ["--danet-json", str(ours), "--md", str(tmp_path / "accuracy.md")]
+    first = run(args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert [line.split()[:2] for line in first.stdout.splitlines() if line.startswith("peer ")] == [
+        ["peer", "1/2"],
+        ["peer", "2/2"],
+    ]
+    peer = json.loads((tmp_path / "peer" / "peer_val.json").read_text())
+    assert len(peer["per_class_iou"]) == 11 and 0 <= peer["miou"] <= 1 and peer["images"] == 6
+    table = (tmp_path / "accuracy.md").read_text().splitlines()
+    rows = [line for line in table if line.startswith("| ") and "---" not in line]
+    assert (
+        len(rows) == 1 + 11 + 1 and rows[1].startswith("| sky |") and rows[1].endswith("| 50.0 |")
+    )
+    again = run(args)  # the checkpoint holds step 2 of 2: nothing to train, the same scores
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not [line for line in again.stdout.splitlines() if line.startswith("peer ")]
+    assert json.loads((tmp_path / "peer" / "peer_val.json").read_text()) == peer
