@@ -9,8 +9,6 @@ import torch.nn.functional as F
 from danet.training.config import TrainConfig
 from danet.training.losses import DANetLoss, lovasz_loss
 
-pytest.importorskip("segmentation_models_pytorch")
-
 
 def _labels(seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)

@@ -149,12 +149,8 @@ def lovasz_loss(
     """The Lovasz-softmax loss (Berman et al., CVPR 2018) of (B, K, H, W) logits, averaged over
     the classes present in the batch: a smooth surrogate of 1 - IoU per class, so a thin class
     counts as much as a large one. segmentation_models_pytorch's implementation."""
-    try:
-        from segmentation_models_pytorch.losses import LovaszLoss
-    except ImportError as exc:
-        raise ImportError(
-            "the lovasz loss term needs segmentation_models_pytorch: pip install 'danet[train]'"
-        ) from exc
+    from segmentation_models_pytorch.losses import LovaszLoss  # imported when the term is used
+
     return LovaszLoss("multiclass", ignore_index=ignore_index)(logits.float(), target)
 
 
