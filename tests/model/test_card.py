@@ -52,10 +52,15 @@ def test_a_model_trained_on_val_calls_its_val_figure_training_data() -> None:
     assert not card.held_out(own) and "training data" in card.figure_text(own)
 
 
-def test_a_model_not_trained_on_val_calls_it_held_out() -> None:
-    card = model_card("camvid-os16")
-    assert card is not None and not card.trained_on("val")
+def test_a_model_not_trained_on_val_calls_it_held_out(tmp_path: Path) -> None:
+    data = json.loads((bundled_model_dir("camvid") / CARD_NAME).read_text())
+    path = tmp_path / CARD_NAME
+    path.write_text(json.dumps({**data, "train_splits": ["train"]}))
+    card = read_card(path)
+    assert not card.trained_on("val")
     assert "held out" in card.on_split("val") and "training data" not in card.on_split("val")
+    own = next(f for f in card.figures if f.of_this_model and f.split == "val")
+    assert card.held_out(own) and "held out" in card.figure_text(own)
 
 
 def test_no_card_for_what_is_not_a_bundled_model(
