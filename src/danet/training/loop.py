@@ -386,7 +386,11 @@ def _validation_set(
     return sample, note
 
 
-def _criterion(cfg: TrainConfig, dataset: SegmentationDataset, device: torch.device) -> DANetLoss:
+def build_criterion(
+    cfg: TrainConfig, dataset: SegmentationDataset, device: torch.device
+) -> DANetLoss:
+    """The recipe's loss: its term weights, class weighting, pixel sampler, affinity target and
+    distillation temperature, on ``device``."""
     class_weights = None
     if cfg.class_weighting == "median_frequency":
         class_weights = torch.from_numpy(median_frequency_weights(dataset)).to(device)
@@ -488,7 +492,7 @@ def build_run(
         folder=folder,
         model=model,
         net=_distributed(model, cfg, world, device),
-        criterion=_criterion(cfg, dataset, device),
+        criterion=build_criterion(cfg, dataset, device),
         optimizer=optimizer,
         scaler=scaler,
         autocast_dtype=torch.float16 if amp else autocast_dtype,
