@@ -36,3 +36,10 @@ def median_frequency_weights(dataset: SegmentationDataset) -> np.ndarray:
     weights = np.zeros(len(pixels))
     weights[present] = np.median(freq[present]) / freq[present]
     return weights.astype(np.float32)
+
+
+def rare_classes(dataset: SegmentationDataset) -> list[int]:
+    """The classes present in the masks whose frequency ``f(c)`` (as in
+    :func:`median_frequency_weights`) lies below the median: those the weights would lift."""
+    weights = median_frequency_weights(dataset)
+    return [int(c) for c in np.flatnonzero(weights > 1.0)]

@@ -14,13 +14,52 @@ from torch.utils.data import Dataset
 from danet.data.base import IGNORE_INDEX
 
 
+class RareClassCrop(A.RandomCrop):
+    """A random crop that, with probability ``prob``, holds a pixel of one of ``classes``.
+
+    One of ``classes`` present in the mask is drawn uniformly, then one of its pixels, and the
+    crop is placed at random so that it contains that pixel (rare-class sampling, as DAFormer's,
+    at the level of the crop). Otherwise, or when none of ``classes`` is present, it is
+    albumentations' ``RandomCrop``. The image must be at least the crop's size (pad first).
+    """
+
+    def __init__(self, height: int, width: int, classes: Sequence[int], prob: float) -> None:
+        super().__init__(height, width, p=1.0)
+        self.classes, self.prob = [int(c) for c in classes], float(prob)
+
+    def get_params_dependent_on_data(
+        self, params: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The crop's coordinates: around a rare-class pixel with probability ``prob``."""
+        found = super().get_params_dependent_on_data(params, data)
+        if self.py_random.random() >= self.prob:
+            return found
+        mask = data["mask"]
+        present = [c for c in self.classes if (mask == c).any()]
+        if not present:
+            return found
+        ys, xs = np.nonzero(mask == self.py_random.choice(present))
+        pick = self.py_random.randrange(len(ys))
+        rows, cols = mask.shape[:2]
+        top = min(max(int(ys[pick]) - self.py_random.randint(0, self.height - 1), 0),
+                  rows - self.height)  # fmt: skip
+        left = min(max(int(xs[pick]) - self.py_random.randint(0, self.width - 1), 0),
+                   cols - self.width)  # fmt: skip
+        found["crop_coords"] = (left, top, left + self.width, top + self.height)
+        return found
+
+
 def train_transform(
     crop_size: Sequence[int],
     scale_range: Sequence[float] = (0.5, 2.0),
     base_size: Sequence[int] | None = None,
     color_jitter: float = 0.0,
+    rare_classes: Sequence[int] = (),
+    rare_crop: float = 0.0,
 ) -> A.Compose:
-    """Resize to ``base_size`` (H, W) if given, random scale, pad with ignore, random crop, flip."""
+    """Resize to ``base_size`` (H, W) if given, random scale, pad with ignore, random crop, flip.
+
+    With ``rare_crop`` > 0 the crop is a :class:`RareClassCrop` over ``rare_classes``."""
     crop_h, crop_w = crop_size
     steps: list[A.BasicTransform] = []
     if base_size is not None:
@@ -36,7 +75,9 @@ def train_transform(
             fill=0,
             fill_mask=IGNORE_INDEX,
         ),
-        A.RandomCrop(crop_h, crop_w),
+        RareClassCrop(crop_h, crop_w, rare_classes, rare_crop)
+        if rare_crop > 0 and rare_classes
+        else A.RandomCrop(crop_h, crop_w),
         A.HorizontalFlip(p=0.5),
     ]
     if color_jitter > 0:

@@ -154,6 +154,13 @@ class TrainConfig:
     scale_range: list[float] = option([0.5, 2.0], "random scale range: LOW HIGH", above=0,
                                       ordered_pair=True)  # fmt: skip
     color_jitter: float = option(0.0, "colour jitter strength (0: off)", low=0)
+    rare_crop: float = option(0.0, "probability that a training crop is placed around a pixel "
+                              "of a rare class present in the image (rare-class sampling at "
+                              "the crop level, a departure; 0: off)", low=0, high=1,
+                              paper=0.0)  # fmt: skip
+    rare_classes: str = option("", "the classes rare_crop aims at, by name, comma-separated; "
+                               "'': those below the median pixel frequency of the training "
+                               "split", what="class names separated by commas")  # fmt: skip
     batch_size: int = option(8, "images per step", low=1)
     workers: int = option(2, "data loader processes", low=0)
     # the paper: SGD, momentum 0.9, wd 1e-4, poly 0.9 per iteration, head lr x10
@@ -222,6 +229,23 @@ class TrainConfig:
             known = "known: " + ", ".join(sorted(LOSS_TERMS))
             raise RecipeError("{0} names " + _escape(f"unknown terms {unknown}; {known}"),
                               "loss_weights")  # fmt: skip
+        known = DATASETS[self.dataset].class_names  # empty for a folder: checked at build
+        if known:
+            self.rare_class_ids(known)
+
+    def rare_class_ids(self, class_names: tuple[str, ...] | list[str]) -> list[int]:
+        """The indices in ``class_names`` of ``rare_classes``; a name not there is a
+        :class:`RecipeError` naming the field and the known names."""
+        unknown = [n for n in self.rare_class_names() if n not in class_names]
+        if unknown:
+            known = ", ".join(class_names)
+            raise RecipeError("{0} names " + _escape(f"{unknown}, not classes of the dataset; "
+                              f"known: {known}"), "rare_classes")  # fmt: skip
+        return [list(class_names).index(n) for n in self.rare_class_names()]
+
+    def rare_class_names(self) -> list[str]:
+        """The class names of ``rare_classes`` (empty: chosen from the data by frequency)."""
+        return [name.strip() for name in self.rare_classes.split(",") if name.strip()]
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:

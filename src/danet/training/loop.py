@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
 from danet.data import DATASETS, SegmentationDataset, build_dataset
-from danet.data.balance import median_frequency_weights
+from danet.data.balance import median_frequency_weights, rare_classes
 from danet.data.io import without_worker_tracebacks
 from danet.data.transforms import Augmented, train_transform
 from danet.model.attention_inputs import PamQueriesKeys
@@ -433,11 +433,21 @@ def _distributed(model: DANet, cfg: TrainConfig, world: int, device: torch.devic
     )
 
 
+def _rare_classes(cfg: TrainConfig, dataset: SegmentationDataset) -> list[int]:
+    """The classes that ``rare_crop`` aims at: ``rare_classes`` by name, or those below the
+    median frequency of ``dataset``; none when ``rare_crop`` is 0."""
+    if cfg.rare_crop == 0:
+        return []
+    return cfg.rare_class_ids(dataset.class_names) or rare_classes(dataset)
+
+
 def _loader(
     cfg: TrainConfig, dataset: SegmentationDataset, model: DANet, sampler: StepBatchSampler,
-    device: torch.device,
+    device: torch.device, rare: list[int],
 ) -> DataLoader:  # fmt: skip
-    transform = train_transform(cfg.crop_size, cfg.scale_range, cfg.base_size, cfg.color_jitter)
+    transform = train_transform(
+        cfg.crop_size, cfg.scale_range, cfg.base_size, cfg.color_jitter, rare, cfg.rare_crop
+    )
     return DataLoader(
         # a SegmentationDataset is a map-style dataset (len and getitem), not a torch Dataset
         Augmented(dataset, transform, model.mean, model.std),  # type: ignore[arg-type]
@@ -478,6 +488,7 @@ def build_run(
     total = _length(cfg, len(dataset), world, start, folder)
     val_set, val_note = _validation_set(cfg, total, start)
     sampler = StepBatchSampler(len(dataset), cfg.batch_size, cfg.seed, start, total, rank, world)
+    rare = _rare_classes(cfg, dataset)
     main = is_main()
     if main:
         folder.mkdir(parents=True, exist_ok=True)
@@ -485,6 +496,9 @@ def build_run(
         write_text(folder / RUN_CONFIG_NAME, json.dumps(cfg.to_dict(), indent=2))
         if val_note:  # even with quiet: it qualifies the mIoU the run reports
             print(val_note)
+        if cfg.rare_crop > 0 and not quiet:
+            names = ", ".join(dataset.class_names[c] for c in rare)
+            print(f"rare-class crops (p={cfg.rare_crop:g}) aim at: {names or 'no class'}")
     use_affinity = bool(cfg.loss_weights.get("affinity"))
     pam = PamQueriesKeys(model) if use_affinity else None
     return Run(
@@ -497,7 +511,7 @@ def build_run(
         scaler=scaler,
         autocast_dtype=torch.float16 if amp else autocast_dtype,
         device=device,
-        loader=_loader(cfg, dataset, model, sampler, device),
+        loader=_loader(cfg, dataset, model, sampler, device, rare),
         val_set=val_set,
         start=start,
         total=total,
