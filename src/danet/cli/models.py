@@ -60,8 +60,10 @@ def opened_model(args: argparse.Namespace) -> Iterator[Any]:
     _, _, device = init_distributed(args.device)
     try:
         yield load(args.checkpoint, map_location=device, backend=backend)
-    finally:
-        cleanup()
+    except BaseException:
+        cleanup(synchronise=False)
+        raise
+    cleanup()
 
 
 def torch_model(args: argparse.Namespace) -> Any:

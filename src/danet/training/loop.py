@@ -327,9 +327,12 @@ def train(
                 )
             _check_out(run, overwrite)
         rank, world, device = init_distributed(cfg.device)
+        finished = False
         try:
             with _StopOnSignal() as stop:
-                return _train(cfg, state, run, rank, world, device, quiet, stop)
+                result = _train(cfg, state, run, rank, world, device, quiet, stop)
+            finished = True
+            return result
         except KeyboardInterrupt as err:  # a second signal, or one before the loop
             name = err.args[0] if err.args else "SIGINT"
             if state_path.exists():
@@ -341,7 +344,7 @@ def train(
                 f"{name}: stopped before the first checkpoint; start again with --overwrite"
             ) from None
         finally:
-            cleanup()
+            cleanup(synchronise=finished)
 
 
 def _length(cfg: TrainConfig, dataset_size: int, world: int, start: int, folder: Path) -> int:

@@ -34,7 +34,12 @@ def is_main() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
 
 
-def cleanup() -> None:
-    """Leave the process group."""
+def cleanup(synchronise: bool = True) -> None:
+    """Leave the process group; with ``synchronise`` (a rank that finished its work), only once
+    every rank has got here, so that no rank closes its connections while another still uses
+    them (gloo aborts the other rank then). A rank that failed leaves at once: torchrun stops
+    the others."""
     if dist.is_initialized():
+        if synchronise:
+            dist.barrier()
         dist.destroy_process_group()
