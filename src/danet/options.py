@@ -19,7 +19,7 @@ CamVariant = Literal["paper", "original"]
 """``softmax(X X^T)`` as the paper writes it, or ``softmax(-X X^T)`` as the authors' code does."""
 PamScale = Literal["none", "learned"]
 """``softmax(Q^T K)`` (the paper), or ``softmax(s Q^T K)`` with a learnable ``s``."""
-Decoder = Literal["none", "stride4"]
+Decoder = Literal["none", "stride4", "stride4_separable"]
 """Logits straight from the stride-8 head (the paper), or a light DeepLabV3+-style decoder that
 brings back the backbone's stride-4 features before the classifier (a departure)."""
 PamImpl = Literal["auto", "naive", "blocked", "sdpa"]

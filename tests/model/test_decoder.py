@@ -47,3 +47,28 @@ def test_decoder_adds_keys_and_keeps_the_papers(tmp_path: Path) -> None:
 def test_bad_decoder_is_named() -> None:
     with pytest.raises(ValueError, match="decoder"):
         danet.DANet(num_classes=3, backbone="mobilenetv2_100", decoder="unet")
+
+
+def test_the_separable_decoder_has_the_same_shapes_an_eighth_of_the_work_and_its_own_keys(
+    tmp_path: Path,
+) -> None:
+    full = danet.DANet(num_classes=4, backbone="mobilenetv2_100", decoder="stride4").eval()
+    light = danet.DANet(num_classes=4, backbone="mobilenetv2_100", decoder="stride4_separable")
+    light = light.eval()
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        assert light(x)["out"].shape == full(x)["out"].shape == (1, 4, 96, 128)
+
+    def fuse_weights(model: danet.DANet) -> int:
+        return sum(p.numel() for p in model.head.decoder.fuse.parameters())
+
+    assert fuse_weights(light) * 6 < fuse_weights(full)  # multiply-adds scale with the weights
+    depthwise = light.head.decoder.fuse[0][0]
+    assert depthwise.groups == depthwise.in_channels == 80 + 48
+    assert set(light.state_dict()) != set(full.state_dict())
+    # a saved separable model comes back as one, with the same outputs
+    danet.save_model(light, tmp_path)
+    again = danet.load(tmp_path)
+    assert again.config["decoder"] == "stride4_separable"
+    with torch.no_grad():
+        torch.testing.assert_close(again(x)["out"], light(x)["out"])

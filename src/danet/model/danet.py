@@ -119,7 +119,8 @@ class DANet(
             keeps timm's dilation (see :mod:`danet.model.backbone`).
         decoder: ``"none"`` (the paper: logits from the stride-8 head) or ``"stride4"``: a light
             DeepLabV3+-style decoder that fuses the head's features with the backbone's stride-4
-            features before the classifier (a departure, for thin classes).
+            features before the classifier (a departure, for thin classes); ``"stride4_separable"``:
+            the same with depthwise-separable 3x3 convolutions (cheaper, for fast models).
         align_corners: of the bilinear upsampling of the logits (``True`` in the authors' code).
         class_names, palette, input_size, ignore_index: metadata kept in the saved config, used by
             ``predict``, ``danet eval`` and ``danet export``.
@@ -182,7 +183,7 @@ class DANet(
             output_stride,
             pretrained=pretrained is True,
             multi_grid=multi_grid,
-            stride4=decoder == "stride4",
+            stride4=decoder != "none",
         )
         self.align_corners = align_corners
         if isinstance(pretrained, (str, Path)):
@@ -196,6 +197,7 @@ class DANet(
             pam_reduction,
             pam_scale=pam_scale,
             low_channels=low[0] if low else None,
+            separable_decoder=decoder == "stride4_separable",
         )
         self.aux = FCNHead(c3, num_classes) if aux_head else None
         data_cfg = timm.data.resolve_data_config({}, model=self.backbone)

@@ -56,6 +56,7 @@ class DAHead(nn.Module):
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
         pam_scale: PamScale = "none",
         low_channels: int | None = None,
+        separable_decoder: bool = False,
     ) -> None:
         super().__init__()
         check_choice("attention", attention, ATTENTIONS)
@@ -86,7 +87,9 @@ class DAHead(nn.Module):
         # A departure (decoder="stride4"): the fused features meet the stride-4 backbone features
         # before the classifier; the branches' own classifiers stay at the head's stride.
         self.decoder = (
-            Stride4Decoder(inter, low_channels, norm_layer=norm_layer) if low_channels else None
+            Stride4Decoder(inter, low_channels, norm_layer=norm_layer, separable=separable_decoder)
+            if low_channels
+            else None
         )
 
     def forward(self, x: torch.Tensor, low: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

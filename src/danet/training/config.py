@@ -144,7 +144,8 @@ class TrainConfig:
                                  paper="none")  # fmt: skip
     aux_head: bool = option(False, "FCN auxiliary head on c3")
     decoder: Decoder = option("none", "stride4: a light decoder with the backbone's stride-4 "
-                              "features (a departure)", paper="none")  # fmt: skip
+                              "features (a departure); stride4_separable: the same with "
+                              "depthwise-separable convolutions", paper="none")  # fmt: skip
     input_size: list[int] | None = option(None, "native H,W for eval, predict and export",
                                           min_side=MIN_INPUT_SIDE)  # fmt: skip
     crop_size: list[int] = option([512, 512], "training crop, N or H,W", min_side=1,
