@@ -20,7 +20,8 @@ row once (the order rotating by one each round) after ``--warmup`` runs per row,
 that comes and goes hits all rows alike. onnxruntime runs with ``--threads`` intra-op threads
 and intra-op spinning off. The table gives the median and the interquartile range per row, and
 the ratio of each median to smp int8's (issue 21 asks for <= 1.0x). Writes
-``benchmarks/results/deploy.md`` (not with ``--quick``).
+``benchmarks/results/deploy.md``, or ``--out`` (not with ``--quick``); ``--models`` also takes
+model folders.
 """
 
 from __future__ import annotations
@@ -112,10 +113,12 @@ def export_peer(folder: Path, size: list[int], calibration: list[np.ndarray]) ->
 
 
 def export_ours(name: str, folder: Path, size: list[int]) -> dict[str, Path]:
-    """A bundled model as ``danet export`` writes it: fp32, and int8 with the default calibration."""
-    fp32 = export_onnx(name, folder / f"{name}.onnx", *size)
-    int8 = export_onnx(name, folder / f"{name}_int8.onnx", *size, int8=True)
-    return {f"{name} fp32": fp32, f"{name} int8": int8}
+    """A bundled model (or a model folder, named by its last part) as ``danet export`` writes it:
+    fp32, and int8 with the default calibration."""
+    stem = Path(name).name
+    fp32 = export_onnx(name, folder / f"{stem}.onnx", *size)
+    int8 = export_onnx(name, folder / f"{stem}_int8.onnx", *size, int8=True)
+    return {f"{stem} fp32": fp32, f"{stem} int8": int8}
 
 
 def time_interleaved(
@@ -162,6 +165,7 @@ def main() -> None:
     add_common_arguments(parser)
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs per row")
     parser.add_argument("--rounds", type=int, default=50, help="timed runs per row, interleaved")
+    parser.add_argument("--out", type=Path, default=RESULTS / "deploy.md", help="the table's file")
     args = parser.parse_args()
     if args.rounds < 2:
         parser.error("--rounds must be at least 2 (the table gives quartiles)")
@@ -194,8 +198,8 @@ def main() -> None:
     print(result)
     print(note)
     if not args.quick:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "deploy.md").write_text(f"{result}\n\n{note}\n")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(f"{result}\n\n{note}\n")
 
 
 if __name__ == "__main__":
