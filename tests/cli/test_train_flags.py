@@ -112,4 +112,11 @@ def test_loss_weights_flag_updates_the_recipes_weights() -> None:
 
     flags = {"loss_weights": ["aux=0", "pam=0.5"], "affinity_weight": "2", "data_root": "d"}
     cfg, _ = recipe_from_flags("camvid", flags)
-    assert cfg.loss_weights == {"out": 1.0, "pam": 0.5, "cam": 1.0, "aux": 0.0, "affinity": 2.0}
+    assert cfg.loss_weights == {
+        "out": 1.0,
+        "pam": 0.5,
+        "cam": 1.0,
+        "aux": 0.0,
+        "affinity": 2.0,
+        "lovasz": 1.0,
+    }

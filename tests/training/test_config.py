@@ -65,3 +65,5 @@ def test_departures_from_the_paper_are_named() -> None:
     assert camvid["cam_variant"] == "original" and camvid["affinity_weight"] == 1.0
     assert camvid["affinity_target"] == "uniform"
     assert camvid["grad_clip_norm"] == 10.0
+    assert camvid["loss_weights"] == {"lovasz": 1.0}
+    assert TrainConfig().merge({"loss_weights": {"aux": 0.2}}).departures() == {}

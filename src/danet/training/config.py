@@ -302,6 +302,8 @@ class TrainConfig:
                 if ours.get("affinity", 0.0) != 0.0:  # the affinity loss, with its target
                     found["affinity_weight"] = ours["affinity"]
                     found["affinity_target"] = self.affinity_target
+                if ours.get("lovasz", 0.0) != 0.0:  # the paper's loss has no Lovász term
+                    found["loss_weights"] = {"lovasz": ours["lovasz"]}
             elif ours != value:
                 found[name] = ours
         return found
