@@ -230,9 +230,9 @@ class TrainConfig:
             known = "known: " + ", ".join(sorted(LOSS_TERMS))
             raise RecipeError("{0} names " + _escape(f"unknown terms {unknown}; {known}"),
                               "loss_weights")  # fmt: skip
-        known = DATASETS[self.dataset].class_names  # empty for a folder: checked at build
-        if known:
-            self.rare_class_ids(known)
+        names = DATASETS[self.dataset].class_names  # empty for a folder: checked at build
+        if names:
+            self.rare_class_ids(names)
 
     def rare_class_ids(self, class_names: tuple[str, ...] | list[str]) -> list[int]:
         """The indices in ``class_names`` of ``rare_classes``; a name not there is a
