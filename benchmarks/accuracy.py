@@ -5,8 +5,9 @@ the same dataset splits, crops, scale range and colour jitter (danet's own album
 pipeline, seeded per step as ``danet train`` seeds it), batch size, iterations, SGD with
 momentum and weight decay, the poly schedule with warm-up, the decoder at ``head_lr_mult`` times
 the encoder's rate, the gradient clipping, and the recipe's loss on the main output, built as
-``danet train`` builds it (its pixel sampler, OHEM in the camvid recipe, its class weighting). It then reports val mIoU per class beside a danet
-eval JSON (``danet eval --json``) of a run of the same recipe.
+``danet train`` builds it (its pixel sampler, OHEM in the camvid recipe, its class weighting). It
+then reports val mIoU per class beside a danet eval JSON (``danet eval --json``) of a run of the
+same recipe.
 
     pip install 'danet[bench]'
     python benchmarks/accuracy.py --data-root CAMVID --out runs/peer_smp \\

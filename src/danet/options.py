@@ -21,7 +21,8 @@ PamScale = Literal["none", "learned"]
 """``softmax(Q^T K)`` (the paper), or ``softmax(s Q^T K)`` with a learnable ``s``."""
 Decoder = Literal["none", "stride4", "stride4_separable"]
 """Logits straight from the stride-8 head (the paper), or a light DeepLabV3+-style decoder that
-brings back the backbone's stride-4 features before the classifier (a departure)."""
+brings back the backbone's stride-4 features before the classifier (a departure), with full or
+depthwise-separable 3x3 convolutions."""
 PamImpl = Literal["auto", "naive", "blocked", "sdpa"]
 """How ``softmax(Q K^T) V`` is computed (:mod:`danet.model.efficient_attention`)."""
 ResizeMode = Literal["keep-aspect", "squash", "none"]

@@ -55,15 +55,10 @@ def opened_model(args: argparse.Namespace) -> Iterator[Any]:
         return
     if getattr(args, "int8", False):
         raise ValueError("--int8 needs --backend onnxruntime")
-    from danet.utils.distributed import cleanup, init_distributed
+    from danet.utils.distributed import process_group
 
-    _, _, device = init_distributed(args.device)
-    try:
+    with process_group(args.device) as (_, _, device):
         yield load(args.checkpoint, map_location=device, backend=backend)
-    except BaseException:
-        cleanup(synchronise=False)
-        raise
-    cleanup()
 
 
 def torch_model(args: argparse.Namespace) -> Any:

@@ -48,7 +48,7 @@ from danet.training.runfolder import (
 )
 from danet.utils.atomic import remove_stale_temp_files, write_text
 from danet.utils.device import resolve_precision
-from danet.utils.distributed import cleanup, init_distributed, is_main
+from danet.utils.distributed import is_main, process_group
 from danet.utils.progress import progress as progress_bar
 
 
@@ -326,25 +326,20 @@ def train(
                     "out",
                 )
             _check_out(run, overwrite)
-        rank, world, device = init_distributed(cfg.device)
-        finished = False
-        try:
-            with _StopOnSignal() as stop:
-                result = _train(cfg, state, run, rank, world, device, quiet, stop)
-            finished = True
-            return result
-        except KeyboardInterrupt as err:  # a second signal, or one before the loop
-            name = err.args[0] if err.args else "SIGINT"
-            if state_path.exists():
+        with process_group(cfg.device) as (rank, world, device):
+            try:
+                with _StopOnSignal() as stop:
+                    return _train(cfg, state, run, rank, world, device, quiet, stop)
+            except KeyboardInterrupt as err:  # a second signal, or one before the loop
+                name = err.args[0] if err.args else "SIGINT"
+                if state_path.exists():
+                    raise TrainingInterrupted(
+                        f"{name}: stopped; the last checkpoint {state_path} is kept; "
+                        f"{_resume_hint(run)}"
+                    ) from None
                 raise TrainingInterrupted(
-                    f"{name}: stopped; the last checkpoint {state_path} is kept; "
-                    f"{_resume_hint(run)}"
+                    f"{name}: stopped before the first checkpoint; start again with --overwrite"
                 ) from None
-            raise TrainingInterrupted(
-                f"{name}: stopped before the first checkpoint; start again with --overwrite"
-            ) from None
-        finally:
-            cleanup(synchronise=finished)
 
 
 def _length(cfg: TrainConfig, dataset_size: int, world: int, start: int, folder: Path) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -43,3 +45,16 @@ def cleanup(synchronise: bool = True) -> None:
         if synchronise:
             dist.barrier()
         dist.destroy_process_group()
+
+
+@contextmanager
+def process_group(device: str) -> Iterator[tuple[int, int, torch.device]]:
+    """:func:`init_distributed` for the body, then :func:`cleanup`: synchronised when the body
+    finished, at once when it raised."""
+    joined = init_distributed(device)
+    try:
+        yield joined
+    except BaseException:
+        cleanup(synchronise=False)
+        raise
+    cleanup()
